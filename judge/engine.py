@@ -1,0 +1,417 @@
+"""The batch judging engine: expand, deduplicate, resume, dispatch, write, summarise.
+
+Files of a job whose ``output`` is ``run/judgments.jsonl``:
+
+- ``run/judgments.jsonl.part``: judgments appended (and fsynced) batch by batch while the job runs;
+- ``run/judgments.jsonl``: the same file, renamed into place when the job completes;
+- ``run/judgments.rejects.jsonl``: input rows that failed validation, with line numbers and reasons;
+- ``run/judgments.summary.json``: the end-of-job summary.
+
+Every request has a content address (:func:`request_key`): a rerun reads the judgments already on
+disk and sends only the missing requests, so a killed job rerun with the same config ends with the
+same results, and no completed request is ever recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+import pydantic
+
+from judge._errors import ConfigError, DataError
+from judge.backends._base import Backend, Completion, create_backend, fingerprint_model_dir
+from judge.config import JobConfig
+from judge.data import count_rows, iter_rows
+from judge.records import Item, JudgeInfo, JudgeRequest, Judgment, stable_hash
+from judge.rubric import Rubric, resolve_rubric
+from judge.scoring import build_requests, item_fits, judgment_from
+
+__all__ = ["BatchResult", "Executor", "JobSummary", "LocalExecutor", "job_judge_id", "job_paths", "run_job"]
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    output: Path
+    part: Path
+    rejects: Path
+    summary: Path
+
+
+def job_paths(output: Path) -> JobPaths:
+    """The files a job writes next to its output."""
+    output = Path(output)
+    stem = output.name[: -len(output.suffix)] if output.suffix else output.name
+    return JobPaths(
+        output=output,
+        part=output.with_name(output.name + ".part"),
+        rejects=output.with_name(stem + ".rejects.jsonl"),
+        summary=output.with_name(stem + ".summary.json"),
+    )
+
+
+def judge_identity(backend: str, model: str, options: dict[str, Any]) -> str:
+    """A fingerprint of the judge that is known before the model loads."""
+    p = Path(model)
+    model_hash = fingerprint_model_dir(p) if p.is_dir() else stable_hash([model, options.get("base_url")])
+    return stable_hash([backend, model_hash, options.get("dtype", "")])
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+
+
+def _load_done(path: Path) -> set[str]:
+    """Keys of the judgments in ``path``; a torn last line (a crash mid-write) is cut off."""
+    done: set[str] = set()
+    if not path.exists():
+        return done
+    good = 0
+    with path.open("rb") as fh:
+        for line in fh:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                done.add(json.loads(line)["key"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                break
+            good += len(line)
+    if good != path.stat().st_size:
+        with path.open("r+b") as fh:
+            fh.truncate(good)
+    return done
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class _Appender:
+    """Appends judgments as JSON lines, durable at every flush."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = path.open("a", encoding="utf-8")
+
+    def write(self, judgments: Iterable[Judgment]) -> None:
+        for j in judgments:
+            self._fh.write(j.model_dump_json() + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# Summary
+
+
+@dataclass
+class JobSummary:
+    """What a job did; printed as a table and written as JSON."""
+
+    output: str
+    rows: int = 0
+    items: int = 0
+    rejected: int = 0
+    judgments: int = 0
+    new_judgments: int = 0
+    resumed: int = 0
+    unscored: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wall_s: float = 0.0
+    judge_s: float = 0.0
+    rubrics: dict[str, Any] = field(default_factory=dict)
+    judge: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def judgments_per_s(self) -> float:
+        return self.new_judgments / self.judge_s if self.judge_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["judgments_per_s"] = round(self.judgments_per_s, 3)
+        d["prompt_tokens_per_s"] = round(self.prompt_tokens / self.judge_s, 1) if self.judge_s > 0 else 0.0
+        return d
+
+    def table(self) -> str:
+        lines = [
+            f"judgments  {self.output}",
+            f"  items {self.items}   rejected rows {self.rejected}   judgments {self.judgments} "
+            f"(new {self.new_judgments}, resumed {self.resumed})   unscored {self.unscored}",
+            f"  tokens: prompt {self.prompt_tokens}, generated {self.completion_tokens}   "
+            f"wall {self.wall_s:.1f}s   judge {self.judge_s:.1f}s   {self.judgments_per_s:.2f} judgments/s",
+        ]
+        for rid, r in self.rubrics.items():
+            lines.append(f"  rubric {rid}  ({r['mode']}; scored {r['scored']}, unscored {r['unscored']})")
+            if r.get("criteria"):
+                width = max(len(c) for c in r["criteria"])
+                lines.append(f"    {'criterion'.ljust(width)}   mean    n")
+                for c, stats in r["criteria"].items():
+                    lines.append(f"    {c.ljust(width)}   {stats['mean']:5.2f}  {stats['n']:4d}")
+            if r.get("winners"):
+                w = r["winners"]
+                lines.append("    verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(w.items())))
+        return "\n".join(lines)
+
+
+def _summarise(path: Path, summary: JobSummary) -> None:
+    """Fill the judgment statistics from the whole output file (resumed work included)."""
+    per: dict[str, Any] = {}
+    sums: dict[str, dict[str, list[float]]] = {}
+    with path.open("r", encoding="utf-8") as fh:
+        for line in fh:
+            j = Judgment.model_validate_json(line)
+            summary.judgments += 1
+            r = per.setdefault(j.rubric.id, {"mode": j.kind, "scored": 0, "unscored": 0, "criteria": {}, "winners": {}})
+            if j.status == "unscored":
+                summary.unscored += 1
+                r["unscored"] += 1
+                continue
+            r["scored"] += 1
+            for c, v in (j.scores or {}).items():
+                acc = sums.setdefault(j.rubric.id, {}).setdefault(c, [0.0, 0])
+                acc[0] += v
+                acc[1] += 1
+            if j.winner:
+                r["winners"][j.winner] = r["winners"].get(j.winner, 0) + 1
+    for rid, crit in sums.items():
+        per[rid]["criteria"] = {c: {"mean": round(s / n, 4), "n": int(n)} for c, (s, n) in crit.items()}
+    summary.rubrics = per
+
+
+# ----------------------------------------------------------------------------------------------
+# The job
+
+
+def _progress(total: int | None, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="req", desc="judging", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def iter_items(
+    cfg: JobConfig, rubrics: list[Rubric], rejects: list[dict[str, Any]], counts: JobSummary
+) -> Iterator[Item]:
+    """Valid items of the dataset; invalid rows are appended to ``rejects`` with their reason."""
+    for line, row, error in iter_rows(cfg.data):
+        counts.rows += 1
+        if error is None:
+            try:
+                item = Item.model_validate(row)
+            except pydantic.ValidationError as exc:
+                error = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}" for e in exc.errors(include_url=False)
+                )
+            else:
+                problems = [p for p in (item_fits(r, item) for r in rubrics) if p]
+                if problems:
+                    error = "; ".join(problems)
+        if error is not None:
+            rejects.append({"line": line, "error": error, "row": row})
+            continue
+        counts.items += 1
+        yield item
+        if cfg.limit is not None and counts.items >= cfg.limit:
+            return
+
+
+BackendFactory = Callable[[], Backend]
+
+
+@dataclass
+class BatchResult:
+    """Completions for one batch of requests, from whichever worker ran it."""
+
+    requests: list[JudgeRequest]
+    completions: list[Completion]
+    info: JudgeInfo
+    elapsed_s: float
+    worker: str = "local"
+
+
+class Executor(Protocol):
+    """Runs batches of requests and yields their results as they complete.
+
+    ``run`` pulls batches from the iterator only when it has room for them, so a lazy iterator
+    gives backpressure: the dataset is read no faster than the judges consume it.
+    """
+
+    def run(self, batches: Iterator[list[JudgeRequest]]) -> Iterator[BatchResult]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """Runs every batch in this process on one backend, created on first use."""
+
+    def __init__(self, factory: BackendFactory, owns_backend: bool = True) -> None:
+        self._factory = factory
+        self._owns = owns_backend
+        self._backend: Backend | None = None
+        self._info: JudgeInfo | None = None
+
+    def backend(self) -> tuple[Backend, JudgeInfo]:
+        if self._backend is None:
+            self._backend = self._factory()
+            self._info = self._backend.info()
+        assert self._info is not None
+        return self._backend, self._info
+
+    def run(self, batches: Iterator[list[JudgeRequest]]) -> Iterator[BatchResult]:
+        for batch in batches:
+            be, info = self.backend()
+            start = time.perf_counter()
+            completions = be.generate([r.messages for r in batch], [r.sampling for r in batch])
+            yield BatchResult(batch, completions, info, time.perf_counter() - start)
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        if self._backend is not None and self._owns:
+            self._backend.close()
+        self._backend = None
+
+
+def _local_executor(cfg: JobConfig, backend: Backend | BackendFactory | None) -> tuple[LocalExecutor, str]:
+    """The in-process executor for ``backend`` (or the configured one) and the judge's identity."""
+    from judge.models import resolve_model
+
+    if backend is None:
+        model = resolve_model(cfg.judge.model) if cfg.judge.backend != "openai" else cfg.judge.model
+        judge_id = judge_identity(cfg.judge.backend, model, cfg.judge.options)
+        factory: BackendFactory = lambda: create_backend(cfg.judge.backend, model=model, **cfg.judge.options)
+        return LocalExecutor(factory), judge_id
+    if callable(backend) and not hasattr(backend, "generate"):
+        executor = LocalExecutor(backend)  # type: ignore[arg-type]
+    else:
+        ready: Backend = backend  # type: ignore[assignment]
+        executor = LocalExecutor(lambda: ready, owns_backend=False)
+    _, info = executor.backend()
+    return executor, stable_hash([info.backend, info.model_hash, info.dtype])
+
+
+def job_judge_id(cfg: JobConfig) -> str:
+    """The identity of the configured judge, without loading it."""
+    from judge.models import resolve_model
+
+    model = resolve_model(cfg.judge.model) if cfg.judge.backend != "openai" else cfg.judge.model
+    return judge_identity(cfg.judge.backend, model, cfg.judge.options)
+
+
+def run_job(
+    cfg: JobConfig,
+    backend: Backend | BackendFactory | None = None,
+    progress: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+    executor: Executor | None = None,
+    judge_id: str | None = None,
+) -> JobSummary:
+    """Run a judging job to completion (or resume one) and return its summary.
+
+    Args:
+        cfg: the job.
+        backend: a ready backend, a factory, or None to create the configured one. It is created
+            only when there is work to do, so a finished job reruns in seconds.
+        progress: show a progress bar on stderr.
+        on_batch: called with the number of batches written so far (tests use it to crash a job).
+        executor: where batches run (default: in this process); ``cluster`` passes a Ray pool.
+        judge_id: the judge's identity when an executor is given (see :func:`job_judge_id`).
+    """
+    t0 = time.perf_counter()
+    rubrics = [resolve_rubric(r) for r in cfg.rubrics]  # bad rubrics fail before any model loads
+    by_hash = {r.content_hash: r for r in rubrics}
+    if len(by_hash) != len(rubrics):
+        raise ConfigError("the same rubric is listed twice in 'rubrics'")
+    if not Path(cfg.data).is_file():
+        raise DataError(f"dataset not found: {cfg.data}")
+    if executor is None:
+        executor, judge_id = _local_executor(cfg, backend)
+    elif judge_id is None:
+        judge_id = job_judge_id(cfg)
+
+    paths = job_paths(cfg.output)
+    paths.output.parent.mkdir(parents=True, exist_ok=True)
+    if paths.output.exists() and not paths.part.exists():
+        os.replace(paths.output, paths.part)  # reopen a finished job: new items may have been added
+    done = _load_done(paths.part)
+    summary = JobSummary(output=str(paths.output))
+    rejects: list[dict[str, Any]] = []
+    bar = _progress(None, progress)
+    total = count_rows(cfg.data)
+    if total is not None:
+        per_item = sum(2 if r.mode == "pairwise" and cfg.pairwise_orders == "both" else 1 for r in rubrics)
+        bar.total = total * per_item
+        bar.refresh()
+
+    def batches() -> Iterator[list[JudgeRequest]]:
+        pending: list[JudgeRequest] = []
+        seen: set[str] = set()
+        for item in iter_items(cfg, rubrics, rejects, summary):
+            for rubric in rubrics:
+                for req in build_requests(rubric, item, cfg, judge_id):
+                    if req.key in done:
+                        summary.resumed += 1
+                        bar.update(1)
+                        continue
+                    if req.key in seen:  # a duplicate of an earlier request: judged once
+                        continue
+                    seen.add(req.key)
+                    pending.append(req)
+                    if len(pending) >= cfg.batch_size:
+                        yield pending
+                        pending = []
+        if pending:
+            yield pending
+
+    appender = _Appender(paths.part)
+    n_batches = 0
+    info: JudgeInfo | None = None
+    try:
+        for result in executor.run(batches()):
+            info = result.info
+            summary.judge_s += result.elapsed_s
+            per = result.elapsed_s / max(len(result.requests), 1)
+            judgments = [
+                judgment_from(r, by_hash[r.rubric.hash], c, result.info, per)
+                for r, c in zip(result.requests, result.completions)
+            ]
+            appender.write(judgments)
+            for j in judgments:
+                summary.new_judgments += 1
+                summary.prompt_tokens += j.prompt_tokens
+                summary.completion_tokens += j.completion_tokens
+            bar.update(len(judgments))
+            n_batches += 1
+            if on_batch is not None:
+                on_batch(n_batches)
+    finally:
+        bar.close()
+        appender.close()
+        summary.extra.update(executor.stats())
+        executor.close()
+
+    _atomic_write(paths.rejects, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rejects))
+    summary.rejected = len(rejects)
+    os.replace(paths.part, paths.output)
+    _summarise(paths.output, summary)
+    summary.wall_s = time.perf_counter() - t0
+    if info is not None:
+        summary.judge = info.model_dump()
+    _atomic_write(paths.summary, json.dumps(summary.to_dict(), indent=2) + "\n")
+    return summary

@@ -1,0 +1,149 @@
+"""The typed records that cross a process or file boundary.
+
+Every record is a pydantic model with ``extra="forbid"`` and a ``schema_version``, serialised as one
+JSON object per line. A judgment carries everything needed to trace it back: rubric id, version and
+hash, judge model and its fingerprint, backend, sampling parameters, prompt hash and raw output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "Item",
+    "JudgeInfo",
+    "JudgeRequest",
+    "Judgment",
+    "Message",
+    "RubricRef",
+    "SamplingParams",
+    "stable_hash",
+]
+
+
+def stable_hash(obj: Any) -> str:
+    """SHA-256 of the canonical JSON of ``obj`` (sorted keys, no whitespace)."""
+    text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Message(_Record):
+    """One chat message."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Item(_Record):
+    """One row of a dataset to judge. Texts are untrusted data."""
+
+    id: str = Field(default="", description="Stable id; derived from the content when absent.")
+    prompt: str = Field(description="The user prompt the response(s) answer.")
+    response: str | None = Field(default=None, description="The response to score (pointwise, reference).")
+    response_a: str | None = Field(default=None, description="First response of a pair (pairwise).")
+    response_b: str | None = Field(default=None, description="Second response of a pair (pairwise).")
+    reference: str | None = Field(default=None, description="Reference answer (reference mode).")
+    meta: dict[str, Any] = Field(default_factory=dict, description="Free-form metadata, carried through.")
+
+    @model_validator(mode="after")
+    def _derive_id(self) -> "Item":
+        if not self.id:
+            self.id = "item-" + stable_hash(
+                [self.prompt, self.response, self.response_a, self.response_b, self.reference]
+            )[:16]
+        return self
+
+
+class SamplingParams(_Record):
+    """Decoding parameters, recorded with every judgment. Greedy by default."""
+
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0 = greedy (the default for judging).")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass, in (0, 1].")
+    max_tokens: int = Field(default=256, ge=1, le=32768, description="Maximum generated tokens.")
+    seed: int = Field(default=0, description="Sampling seed (matters only when temperature > 0).")
+    logprobs: int | None = Field(default=None, ge=0, le=20, description="Top-k logprobs per generated token.")
+    json_schema: dict[str, Any] | None = Field(default=None, description="Constrain output to this JSON schema.")
+    choices: list[str] | None = Field(default=None, description="Constrain output to one of these strings.")
+    stop: list[str] | None = Field(default=None, description="Stop strings.")
+
+    @model_validator(mode="after")
+    def _one_constraint(self) -> "SamplingParams":
+        if self.json_schema is not None and self.choices is not None:
+            raise ValueError("json_schema and choices are mutually exclusive")
+        return self
+
+
+class RubricRef(_Record):
+    """Which rubric produced a judgment."""
+
+    id: str
+    version: int
+    hash: str
+
+
+class JudgeInfo(_Record):
+    """Which judge produced a judgment."""
+
+    model: str = Field(description="Model name or path as configured.")
+    model_hash: str = Field(description="Fingerprint of the model's weights and tokenizer files.")
+    backend: str = Field(description="Backend name (vllm, hf, openai, scripted).")
+    backend_version: str = Field(default="", description="Version of the inference library.")
+    dtype: str = Field(default="", description="Compute dtype.")
+
+
+class JudgeRequest(_Record):
+    """One call to the judge: a rendered prompt plus how to decode it."""
+
+    key: str = Field(description="Content address: hash of rubric hash, judge, sampling and prompt.")
+    item_id: str
+    rubric: RubricRef
+    kind: Literal["pointwise", "pairwise", "reference"]
+    order: Literal["AB", "BA"] | None = Field(default=None, description="Pairwise: which response was shown first.")
+    messages: list[Message]
+    prompt_hash: str
+    sampling: SamplingParams
+
+
+class Judgment(_Record):
+    """The outcome of one judge request. Append-only; never edited in place."""
+
+    schema_version: int = 1
+    key: str = Field(description="The request's content address (see JudgeRequest.key).")
+    item_id: str
+    rubric: RubricRef
+    judge: JudgeInfo
+    sampling: SamplingParams
+    prompt_hash: str
+    kind: Literal["pointwise", "pairwise", "reference"]
+    order: Literal["AB", "BA"] | None = None
+    status: Literal["scored", "unscored"]
+    scores: dict[str, int] | None = Field(default=None, description="Score per criterion (pointwise/reference).")
+    overall: float | None = Field(default=None, description="Weighted mean of normalised scores, in [0, 1].")
+    winner: Literal["A", "B", "tie"] | None = Field(
+        default=None, description="Pairwise verdict in terms of the *item's* response_a/response_b."
+    )
+    rationale: str | None = None
+    raw_output: str = Field(description="The judge's text, exactly as generated.")
+    error: str | None = Field(default=None, description="Why the output could not be scored.")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Scorer-specific details (distributions...).")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = Field(default=0.0, description="Wall time of the batch this request ran in, per request.")
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @model_validator(mode="after")
+    def _unscored_has_no_numbers(self) -> "Judgment":
+        if self.status == "unscored" and (self.scores is not None or self.overall is not None or self.winner):
+            raise ValueError("an unscored judgment carries no scores or verdict")
+        if self.status == "unscored" and not self.error:
+            raise ValueError("an unscored judgment must say why (error)")
+        return self
