@@ -1,0 +1,53 @@
+"""Shared fixtures: the real bundled model, and one engine of each kind per test session.
+
+Engine start is the expensive part (vLLM: 30-60 s on 2 cores), so every test that needs a real
+backend shares these session-scoped instances. Pass them to ``run_job(cfg, backend=...)``.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports vLLM: a small KV cache, so several engines (tests, Ray actors) fit in RAM.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from judge._env import apply_runtime_defaults  # noqa: E402
+
+apply_runtime_defaults()
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> str:
+    """Path of the prepared bundled model (prepared here if `make` has not done it yet)."""
+    from judge.models import prepare_bundled_model
+
+    return str(prepare_bundled_model())
+
+
+@pytest.fixture(scope="session")
+def vllm_backend(model_dir):
+    """One vLLM engine (eager, bf16) for the whole session."""
+    from judge.backends import create_backend
+
+    backend = create_backend("vllm", model=model_dir, max_model_len=4096, enforce_eager=True)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def hf_backend(model_dir):
+    """One transformers model (bf16) for the whole session."""
+    from judge.backends import create_backend
+
+    backend = create_backend("hf", model=model_dir, batch_size=16)
+    yield backend
+    backend.close()
