@@ -126,6 +126,8 @@ def format_validation_error(
         if located:
             loc = loc + tuple(int(p) if p.isdigit() else p for p in located.group(1).split("."))
             msg, given = located.group(2), None
+        elif msg.startswith("Value error, "):  # pydantic's prefix for our own checks adds nothing
+            msg = msg[len("Value error, ") :]
         field = ".".join(str(p) for p in loc) or "(top level)"
         target = node_at(node, loc)
         where = source

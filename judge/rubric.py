@@ -151,9 +151,12 @@ class Rubric(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> "Rubric":
         names = [c.name for c in self.criteria]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"@criteria: criterion names must be unique, repeated: {dupes}")
+        for i, name in enumerate(names):
+            first = names.index(name)
+            if first != i:  # point at the repeat, so the error's line is the one to fix
+                raise ValueError(
+                    f"@criteria.{i}.name: criterion names must be unique; {name!r} is already used by criteria.{first}"
+                )
         for i, c in enumerate(self.criteria):
             if self.mode != "pairwise" and c.scale is None:
                 raise ValueError(f"@criteria.{i}: scale is required in {self.mode} mode (criterion {c.name!r})")
