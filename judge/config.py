@@ -59,6 +59,15 @@ class ClusterConfig(_Cfg):
     num_gpus: float = Field(default=0.0, ge=0, description="GPUs per actor (tensor_parallel_size is separate).")
     max_in_flight: int = Field(default=2, ge=1, description="Batches queued per actor (backpressure).")
     max_restarts: int = Field(default=2, ge=0, description="Times a dead actor is restarted.")
+    max_attempts: int = Field(
+        default=4, ge=1, description="Times one batch may be tried (on any worker) before the job fails."
+    )
+    startup_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds to wait for the workers' resources and for each worker's backend to load "
+        "(at start and after a restart) before failing with a ClusterError.",
+    )
 
 
 class JobConfig(_Cfg):
@@ -77,6 +86,12 @@ class JobConfig(_Cfg):
         default="both", description="Pairwise rubrics: judge in one order, or in both (A,B) and (B,A)."
     )
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Directory of a judgment cache shared by jobs (judgments.sqlite in it). None keeps "
+        "the cache beside the output (<stem>.cache.sqlite). A request whose judgment is cached is "
+        "never sent to the judge again.",
+    )
 
 
 def load_job_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> JobConfig:

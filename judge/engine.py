@@ -5,11 +5,15 @@ Files of a job whose ``output`` is ``run/judgments.jsonl``:
 - ``run/judgments.jsonl.part``: judgments appended (and fsynced) batch by batch while the job runs;
 - ``run/judgments.jsonl``: the same file, renamed into place when the job completes;
 - ``run/judgments.rejects.jsonl``: input rows that failed validation, with line numbers and reasons;
-- ``run/judgments.summary.json``: the end-of-job summary.
+- ``run/judgments.summary.json``: the end-of-job summary;
+- ``run/judgments.cache.sqlite``: the output ledger (which request keys the output holds) and, unless
+  ``cache_dir`` names a shared one, the judgment cache (see :mod:`judge.cache`).
 
-Every request has a content address (:func:`request_key`): a rerun reads the judgments already on
-disk and sends only the missing requests, so a killed job rerun with the same config ends with the
-same results, and no completed request is ever recomputed.
+Every request has a content address (:func:`request_key`). Before a request is dispatched, the
+ledger says whether the output already holds it (resumed work) and the cache whether it was judged
+before (its judgment is written without calling the judge). So a killed job rerun with the same
+config ends with the same results, no completed request is ever recomputed, and neither the dataset
+nor its keys are ever held in memory: only the requests in flight are.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import pydantic
 
 from judge._errors import ConfigError, DataError
 from judge.backends._base import Backend, Completion, create_backend, fingerprint_model_dir
+from judge.cache import JudgmentCache, OutputLedger
 from judge.config import JobConfig
 from judge.data import count_rows, iter_rows
 from judge.records import Item, JudgeInfo, JudgeRequest, Judgment, stable_hash
@@ -41,6 +46,7 @@ class JobPaths:
     part: Path
     rejects: Path
     summary: Path
+    cache: Path = Path()
 
 
 def job_paths(output: Path) -> JobPaths:
@@ -52,6 +58,7 @@ def job_paths(output: Path) -> JobPaths:
         part=output.with_name(output.name + ".part"),
         rejects=output.with_name(stem + ".rejects.jsonl"),
         summary=output.with_name(stem + ".summary.json"),
+        cache=output.with_name(stem + ".cache.sqlite"),
     )
 
 
@@ -64,27 +71,6 @@ def judge_identity(backend: str, model: str, options: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # Files
-
-
-def _load_done(path: Path) -> set[str]:
-    """Keys of the judgments in ``path``; a torn last line (a crash mid-write) is cut off."""
-    done: set[str] = set()
-    if not path.exists():
-        return done
-    good = 0
-    with path.open("rb") as fh:
-        for line in fh:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                done.add(json.loads(line)["key"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                break
-            good += len(line)
-    if good != path.stat().st_size:
-        with path.open("r+b") as fh:
-            fh.truncate(good)
-    return done
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -100,16 +86,48 @@ class _Appender:
     """Appends judgments as JSON lines, durable at every flush."""
 
     def __init__(self, path: Path) -> None:
-        self._fh = path.open("a", encoding="utf-8")
+        self._fh = path.open("ab")
 
-    def write(self, judgments: Iterable[Judgment]) -> None:
-        for j in judgments:
-            self._fh.write(j.model_dump_json() + "\n")
+    def write(self, lines: Iterable[str]) -> tuple[int, bytes]:
+        """Append lines (without newlines) and fsync; return the file's new size and last line."""
+        last = b""
+        for line in lines:
+            last = line.encode("utf-8") + b"\n"
+            self._fh.write(last)
         self._fh.flush()
         os.fsync(self._fh.fileno())
+        return self._fh.tell(), last
 
     def close(self) -> None:
         self._fh.close()
+
+
+class _Rejects:
+    """Rejected rows, streamed to a temporary file and renamed into place at the end of the job."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        self._fh = self._tmp.open("w", encoding="utf-8")
+        self._n = 0
+
+    def append(self, reject: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(reject, ensure_ascii=False, default=str) + "\n")
+        self._n += 1
+
+    def __len__(self) -> int:
+        return self._n
+
+    def commit(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        os.replace(self._tmp, self._path)
+
+    def discard(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,6 +145,7 @@ class JobSummary:
     judgments: int = 0
     new_judgments: int = 0
     resumed: int = 0
+    cached: int = 0
     unscored: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -150,10 +169,12 @@ class JobSummary:
         lines = [
             f"judgments  {self.output}",
             f"  items {self.items}   rejected rows {self.rejected}   judgments {self.judgments} "
-            f"(new {self.new_judgments}, resumed {self.resumed})   unscored {self.unscored}",
+            f"(new {self.new_judgments}, resumed {self.resumed}, from cache {self.cached})   "
+            f"unscored {self.unscored}",
             f"  tokens: prompt {self.prompt_tokens}, generated {self.completion_tokens}   "
             f"wall {self.wall_s:.1f}s   judge {self.judge_s:.1f}s   {self.judgments_per_s:.2f} judgments/s",
         ]
+        lines.extend(_executor_lines(self.extra))
         for rid, r in self.rubrics.items():
             lines.append(f"  rubric {rid}  ({r['mode']}; scored {r['scored']}, unscored {r['unscored']})")
             if r.get("criteria"):
@@ -165,6 +186,27 @@ class JobSummary:
                 w = r["winners"]
                 lines.append("    verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(w.items())))
         return "\n".join(lines)
+
+
+def _executor_lines(extra: dict[str, Any]) -> list[str]:
+    """Per-worker lines for a summary whose executor reported workers (e.g. a Ray pool)."""
+    workers = extra.get("workers")
+    if not workers:
+        return []
+    lines = [
+        f"  workers {len(workers)}   retries {extra.get('retries', 0)}   failures {extra.get('failures', 0)}   "
+        f"max queue depth {extra.get('max_queue_depth', 0)}   start-up {extra.get('startup_s', 0.0):.1f}s   "
+        f"cost {extra.get('worker_s_per_1k', 0.0):.1f} worker-s per 1k judgments",
+        f"    {'worker':<10} {'node':<16} {'batches':>7} {'judgments':>9} {'busy s':>7} {'judg/s':>7} "
+        f"{'prompt tok/s':>12} {'gen tok/s':>9} {'restarts':>8} {'failures':>8}",
+    ]
+    for w in workers:
+        lines.append(
+            f"    {w['name']:<10} {str(w.get('node', '')):<16} {w['batches']:>7} {w['judgments']:>9} "
+            f"{w['busy_s']:>7.1f} {w['judgments_per_s']:>7.2f} {w['prompt_tokens_per_s']:>12.0f} "
+            f"{w['completion_tokens_per_s']:>9.0f} {w.get('restarts', 0):>8} {w.get('failures', 0):>8}"
+        )
+    return lines
 
 
 def _summarise(path: Path, summary: JobSummary) -> None:
@@ -349,9 +391,12 @@ def run_job(
     paths.output.parent.mkdir(parents=True, exist_ok=True)
     if paths.output.exists() and not paths.part.exists():
         os.replace(paths.output, paths.part)  # reopen a finished job: new items may have been added
-    done = _load_done(paths.part)
     summary = JobSummary(output=str(paths.output))
-    rejects: list[dict[str, Any]] = []
+    # The output file is the truth; the ledger catches up with it (and refills the cache from it).
+    ledger = OutputLedger(paths.cache)
+    cache = JudgmentCache(Path(cfg.cache_dir) / "judgments.sqlite" if cfg.cache_dir else paths.cache)
+    ledger.sync(paths.part, on_lines=cache.put_many)
+    rejects = _Rejects(paths.rejects)
     bar = _progress(None, progress)
     total = count_rows(cfg.data)
     if total is not None:
@@ -359,54 +404,101 @@ def run_job(
         bar.total = total * per_item
         bar.refresh()
 
+    appender = _Appender(paths.part)
+    # Keys dispatched (or found in the cache) but not yet in the output: bounded by the work in
+    # flight, it is all the memory deduplication needs beyond the ledger.
+    inflight: set[str] = set()
+    hits: list[tuple[str, str]] = []
+    info: JudgeInfo | None = None
+
+    def emit(lines: list[tuple[str, str]]) -> None:
+        offset, last = appender.write(line for _, line in lines)
+        ledger.record([k for k, _ in lines], offset, last)
+
+    def flush_hits() -> None:
+        nonlocal info
+        if not hits:
+            return
+        emit(hits)
+        if info is None:
+            info = JudgeInfo.model_validate(json.loads(hits[0][1])["judge"])
+        for key, _ in hits:
+            inflight.discard(key)
+        summary.cached += len(hits)
+        bar.update(len(hits))
+        hits.clear()
+
     def batches() -> Iterator[list[JudgeRequest]]:
         pending: list[JudgeRequest] = []
-        seen: set[str] = set()
-        for item in iter_items(cfg, rubrics, rejects, summary):
+        for item in iter_items(cfg, rubrics, rejects, summary):  # type: ignore[arg-type]
             for rubric in rubrics:
                 for req in build_requests(rubric, item, cfg, judge_id):
-                    if req.key in done:
-                        summary.resumed += 1
-                        bar.update(1)
+                    if req.key in inflight:  # a duplicate of a request on its way: judged once
                         continue
-                    if req.key in seen:  # a duplicate of an earlier request: judged once
+                    run = ledger.lookup(req.key)
+                    if run is not None:
+                        if run < ledger.run:  # written by an earlier run of this job
+                            summary.resumed += 1
+                            bar.update(1)
                         continue
-                    seen.add(req.key)
+                    inflight.add(req.key)
+                    cached = cache.get(req.key)
+                    if cached is not None:
+                        hits.append((req.key, cached))
+                        if len(hits) >= cfg.batch_size:
+                            flush_hits()
+                        continue
                     pending.append(req)
                     if len(pending) >= cfg.batch_size:
                         yield pending
                         pending = []
+        flush_hits()
         if pending:
             yield pending
 
-    appender = _Appender(paths.part)
+    postfix = getattr(executor, "postfix", None)
     n_batches = 0
-    info: JudgeInfo | None = None
+    completed = False
     try:
         for result in executor.run(batches()):
             info = result.info
             summary.judge_s += result.elapsed_s
             per = result.elapsed_s / max(len(result.requests), 1)
-            judgments = [
-                judgment_from(r, by_hash[r.rubric.hash], c, result.info, per)
-                for r, c in zip(result.requests, result.completions)
-            ]
-            appender.write(judgments)
-            for j in judgments:
+            lines = []
+            for r, c in zip(result.requests, result.completions):
+                inflight.discard(r.key)
+                if ledger.lookup(r.key) is not None:  # never write a judgment twice
+                    continue
+                j = judgment_from(r, by_hash[r.rubric.hash], c, result.info, per)
+                lines.append((j.key, j.model_dump_json()))
                 summary.new_judgments += 1
                 summary.prompt_tokens += j.prompt_tokens
                 summary.completion_tokens += j.completion_tokens
-            bar.update(len(judgments))
+            emit(lines)
+            cache.put_many(lines)
+            bar.update(len(lines))
+            if postfix is not None:
+                bar.set_postfix_str(postfix(), refresh=False)
             n_batches += 1
             if on_batch is not None:
                 on_batch(n_batches)
+        flush_hits()
+        completed = True
     finally:
         bar.close()
         appender.close()
-        summary.extra.update(executor.stats())
+        stats = executor.stats()
+        summary.extra.update(stats)
+        if "judge_wall_s" in stats:  # parallel workers: wall time, not the sum of batch times
+            summary.judge_s = float(stats["judge_wall_s"])
         executor.close()
+        ledger.close()
+        cache.close()
+        if completed:
+            rejects.commit()
+        else:
+            rejects.discard()
 
-    _atomic_write(paths.rejects, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rejects))
     summary.rejected = len(rejects)
     os.replace(paths.part, paths.output)
     _summarise(paths.output, summary)
