@@ -8,6 +8,7 @@ lenient only about wrapping (code fences or prose around a single JSON object).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,13 +81,15 @@ def parse_verdict(rubric: Rubric, text: str) -> ParsedVerdict:
     for c in rubric.criteria:
         assert c.scale is not None
         value = obj.get(c.name)
-        if isinstance(value, bool) or value is None:
+        if value is None:
             return ParsedVerdict(error=f"missing score for {c.name!r}", rationale=rationale)
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value.strip())
+        # ASCII digits only: str.isdigit() also accepts '²', which int() then rejects with a crash.
+        if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
+            value = int(value)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if not isinstance(value, int) or value not in c.scale:
+        # bool is an int (True == 1): without the check, true would score as 1.
+        if isinstance(value, bool) or not isinstance(value, int) or value not in c.scale:
             return ParsedVerdict(
                 error=f"{c.name} must be an integer in {c.min_score}..{c.max_score}, got {value!r}",
                 rationale=rationale,
@@ -164,8 +167,8 @@ def judgment_from(
     if winner in ("A", "B") and request.order == "BA":
         winner = "B" if winner == "A" else "A"  # positions were swapped; report in item terms
     error = verdict.error
-    if error is None and completion.finish_reason == "length" and verdict.scores is None and winner is None:
-        error = "output truncated at max_tokens"
+    if error is not None and completion.finish_reason == "length":
+        error = f"output truncated at max_tokens ({error})"  # the likely cause, and its fix
     scored = error is None
     return Judgment(
         key=request.key,
