@@ -330,8 +330,14 @@ class LocalExecutor:
         self._backend = None
 
 
-def _local_executor(cfg: JobConfig, backend: Backend | BackendFactory | None) -> tuple[LocalExecutor, str]:
-    """The in-process executor for ``backend`` (or the configured one) and the judge's identity."""
+def _local_executor(
+    cfg: JobConfig, backend: Backend | BackendFactory | None, judge_id: str | None = None
+) -> tuple[LocalExecutor, str]:
+    """The in-process executor for ``backend`` (or the configured one) and the judge's identity.
+
+    A factory is called here only to learn the judge's identity; given ``judge_id``, it is left
+    for the first batch, so a job with nothing to do never creates its backend.
+    """
     from judge.models import resolve_model
 
     if backend is None:
@@ -341,6 +347,8 @@ def _local_executor(cfg: JobConfig, backend: Backend | BackendFactory | None) ->
         return LocalExecutor(factory), judge_id
     if callable(backend) and not hasattr(backend, "generate"):
         executor = LocalExecutor(backend)  # type: ignore[arg-type]
+        if judge_id is not None:
+            return executor, judge_id
     else:
         ready: Backend = backend  # type: ignore[assignment]
         executor = LocalExecutor(lambda: ready, owns_backend=False)
@@ -373,7 +381,8 @@ def run_job(
         progress: show a progress bar on stderr.
         on_batch: called with the number of batches written so far (tests use it to crash a job).
         executor: where batches run (default: in this process); ``cluster`` passes a Ray pool.
-        judge_id: the judge's identity when an executor is given (see :func:`job_judge_id`).
+        judge_id: the judge's identity when an executor or a backend factory is given (see
+            :func:`job_judge_id`); with a factory it lets a job with nothing to do skip creating it.
     """
     t0 = time.perf_counter()
     rubrics = [resolve_rubric(r) for r in cfg.rubrics]  # bad rubrics fail before any model loads
@@ -383,7 +392,7 @@ def run_job(
     if not Path(cfg.data).is_file():
         raise DataError(f"dataset not found: {cfg.data}")
     if executor is None:
-        executor, judge_id = _local_executor(cfg, backend)
+        executor, judge_id = _local_executor(cfg, backend, judge_id)
     elif judge_id is None:
         judge_id = job_judge_id(cfg)
 
