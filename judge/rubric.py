@@ -26,7 +26,7 @@ import json
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -190,6 +190,12 @@ class Rubric(_Strict):
         """SHA-256 of the rubric's canonical JSON: changes whenever any field changes."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> "Rubric":
+        """A copy with ``update`` applied; its content hash is computed afresh."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("content_hash", None)  # the cached hash describes the original
+        return copy
 
     @property
     def ref(self) -> str:

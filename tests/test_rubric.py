@@ -363,3 +363,13 @@ def test_rubric_validates_without_yaml():
     with pytest.raises(Exception) as info:
         Rubric.model_validate({"id": "x", "version": 1, "description": "d", "mode": "pointwise", "criteria": []})
     assert "criteria" in str(info.value)
+
+
+def test_a_modified_copy_gets_its_own_hash():
+    rubric = resolve_rubric("helpfulness")
+    original = rubric.content_hash  # computed (and cached) before the copy
+    bumped = rubric.model_copy(update={"version": 2})
+    assert bumped.version == 2
+    assert bumped.content_hash != original
+    assert bumped.content_hash == Rubric.model_validate(bumped.model_dump()).content_hash
+    assert rubric.model_copy().content_hash == original
