@@ -194,5 +194,27 @@ def models_path() -> None:
     click.echo(bundled_model_dir())
 
 
+# ----------------------------------------------------------------------------------------------
+# serve
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def serve(args: tuple[str, ...]) -> None:
+    """Serve a judge model over HTTP (vLLM's OpenAI-compatible server) for the openai backend.
+
+    \b
+    judgeloop serve --model bundled --port 8000 --enforce-eager
+    Options: --model (path or 'bundled'), --host (default 127.0.0.1), --port (default 8000);
+    every other argument goes to `vllm serve` unchanged. `--help` lists them.
+    """
+    from judge.serve import main as serve_main
+
+    serve_main(list(args))
+
+
 if __name__ == "__main__":
     main()

