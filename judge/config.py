@@ -100,7 +100,18 @@ def load_job_config(path: str | Path | None, overrides: dict[str, Any] | None = 
 
     base: dict[str, Any] = {}
     if path is not None:
-        base = load_model(Path(path), JobConfig, ConfigError, "job config").model_dump(exclude_unset=True)
+        # A config file sets defaults: required fields (data, output) may come from the command line,
+        # so the file alone is validated with placeholders for those it leaves out.
+        required = {n: "-" for n, f in JobConfig.model_fields.items() if f.is_required()}
+        in_file: set[str] = set()
+
+        def build(data: dict[str, Any]) -> JobConfig:
+            in_file.update(data)
+            return JobConfig.model_validate({**required, **data})
+
+        base = load_model(Path(path), JobConfig, ConfigError, "job config", build).model_dump(exclude_unset=True)
+        for name in set(required) - in_file:
+            base.pop(name, None)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
@@ -114,4 +125,6 @@ def load_job_config(path: str | Path | None, overrides: dict[str, Any] | None = 
     except pydantic.ValidationError as exc:
         from judge._yaml import format_validation_error
 
-        raise ConfigError(format_validation_error(exc, str(path or "options"), None, "job config", JobConfig)) from None
+        # The file validated on its own: what fails now comes from the options (or is still missing).
+        source = f"{path} with command-line options" if path is not None else "command-line options"
+        raise ConfigError(format_validation_error(exc, source, None, "job config", JobConfig)) from None
