@@ -9,12 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from judge._errors import ConfigError
 from judge._yaml import load_model
 
-__all__ = ["ClusterConfig", "JobConfig", "JudgeConfig", "SamplingConfig", "load_job_config"]
+__all__ = [
+    "ClusterConfig",
+    "JobConfig",
+    "JudgeConfig",
+    "JuryConfig",
+    "JuryMember",
+    "SamplingConfig",
+    "ScoringConfig",
+    "load_job_config",
+]
 
 
 class _Cfg(BaseModel):
@@ -70,6 +79,71 @@ class ClusterConfig(_Cfg):
     )
 
 
+class ScoringConfig(_Cfg):
+    """How verdicts are read from the judge, and how the two orders of a pair become one verdict."""
+
+    method: Literal["auto", "logprob", "json"] = Field(
+        default="auto",
+        description="logprob: the judge's answer is prefilled up to the verdict, which is one constrained "
+        "token per criterion; the score is the probability-weighted mean over the scale's tokens (G-Eval). "
+        "json: the judge writes a JSON object; the score is what it wrote. auto: logprob wherever every "
+        "level of the rubric's scale is a distinct single token for the judge's tokenizer, else json.",
+    )
+    top_logprobs: int = Field(default=20, ge=1, le=20, description="Top-k logprobs read at each verdict token.")
+    pairwise_policy: Literal["strict", "average-probability"] = Field(
+        default="strict",
+        description="strict: a winner only when both orders agree (A vs B is 'inconsistent', a win vs a tie "
+        "is 'tie'). average-probability: P(A wins) averaged over the orders; within tie_threshold of 0.5 "
+        "is a tie.",
+    )
+    tie_threshold: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=0.5,
+        description="average-probability: |P(A wins) - 0.5| at or below this is a tie (calibrate it with "
+        "`judgeloop eval --calibrate`).",
+    )
+    sanitize: bool = Field(
+        default=True,
+        description="Defuse verdict-shaped fragments, fake data boundaries and chat markup inside judged "
+        "texts before the judge sees them.",
+    )
+    calibration: dict[str, Any] | None = Field(
+        default=None,
+        description="Where calibrated values came from (labelled set, its hash, metric, date); written by "
+        "`judgeloop eval --calibrate`.",
+    )
+
+
+class JuryMember(_Cfg):
+    """One judge of a jury: a model, a rubric or a scoring variant."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_\-]{0,47}$", description="Member name (lowercase slug).")
+    judge: JudgeConfig | None = Field(default=None, description="The member's model; None = the job's judge.")
+    rubric: str | None = Field(default=None, description="Rubric id or path; None = the job's only rubric.")
+    scoring: ScoringConfig | None = Field(default=None, description="Scoring settings; None = the job's.")
+    weight: float = Field(default=1.0, ge=0.0, description="Vote weight for aggregate: weighted (calibrated).")
+
+
+class JuryConfig(_Cfg):
+    """Several judges on the same items, aggregated into one verdict per item."""
+
+    members: list[JuryMember] = Field(min_length=2, description="The judges (at least two).")
+    aggregate: Literal["majority", "mean", "weighted"] = Field(
+        default="majority",
+        description="majority: most common verdict (ties between verdicts are reported, never broken "
+        "silently); mean: mean score / mean P(A wins); weighted: the same with each member's weight.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "JuryConfig":
+        names = [m.name for m in self.members]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"jury member names must be unique, repeated: {dupes}")
+        return self
+
+
 class JobConfig(_Cfg):
     """A batch judging job."""
 
@@ -82,9 +156,13 @@ class JobConfig(_Cfg):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     batch_size: int = Field(default=64, ge=1, description="Requests sent to the backend at once.")
     limit: int | None = Field(default=None, ge=1, description="Judge only the first N valid items.")
-    pairwise_orders: Literal["AB", "both"] = Field(
-        default="both", description="Pairwise rubrics: judge in one order, or in both (A,B) and (B,A)."
+    pairwise_orders: Literal["AB", "both", "random"] = Field(
+        default="both",
+        description="Pairwise rubrics: both (A,B) and (B,A); AB only; or one order per item drawn with "
+        "sampling.seed (recorded with each judgment).",
     )
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    jury: JuryConfig | None = Field(default=None, description="Judge with several judges and aggregate.")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     cache_dir: Path | None = Field(
         default=None,
