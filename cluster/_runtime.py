@@ -1,0 +1,168 @@
+"""Connecting to Ray, and the checks that make a bad worker config fail fast instead of hanging."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from judge._errors import ClusterError, MissingDependencyError
+from judge.config import ClusterConfig
+
+# A local cluster gets one logical CPU more than the machine has, so the driver's own small tasks
+# still run when the judge actors reserve every core (Ray would otherwise queue them forever).
+LOCAL_DRIVER_CPUS = 1
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError("running on a cluster needs Ray: pip install 'judgeloop[cluster]'") from None
+    return ray
+
+
+@dataclass
+class Connection:
+    """A connection to Ray; ``owned`` when this process started (and so must stop) the cluster."""
+
+    address: str
+    owned: bool
+    reserved_cpus: float = 0.0
+
+    def close(self) -> None:
+        if self.owned:
+            import_ray().shutdown()
+
+
+def connect(cc: ClusterConfig) -> Connection:
+    """Join the configured cluster, or start a private local one on 127.0.0.1.
+
+    A process already connected to Ray (a test, a notebook, a Ray job's entrypoint that called
+    ``ray.init``) keeps its connection, and it is not shut down at the end of the job.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if cc.address is None and "ray" not in sys.modules:
+        # Ray turns a 127.0.0.1 node address into the machine's public one unless multi-node
+        # clustering is off (the variable's name is historical; it is read when Ray is imported).
+        # A private local cluster has no other node: keep every port on the loopback interface.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray = import_ray()
+    if ray.is_initialized():
+        return Connection(address="existing", owned=False)
+    if cc.address is None:
+        cpus = (os.cpu_count() or 1) + LOCAL_DRIVER_CPUS
+        ray.init(
+            address="local",  # never attach to a stale cluster left in Ray's temporary folder
+            num_cpus=cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address="127.0.0.1",
+        )
+        return Connection(address="local", owned=True, reserved_cpus=LOCAL_DRIVER_CPUS)
+    try:
+        ray.init(address=cc.address, log_to_driver=False)
+    except Exception as exc:  # ConnectionError, or Ray's own errors for a bad address
+        raise ClusterError(
+            f"cannot join the Ray cluster at cluster.address={cc.address!r}: {exc}. Start one with "
+            "`ray start --head` (or `ray up cluster/cluster.yaml`), or leave cluster.address unset "
+            "for a private local cluster."
+        ) from None
+    return Connection(address=cc.address, owned=True)
+
+
+def bundle_shapes(cc: ClusterConfig, tensor_parallel: int) -> list[dict[str, float]]:
+    """The resource bundles of one worker: one, or one GPU bundle per tensor-parallel rank."""
+    if cc.num_gpus > 0 and tensor_parallel > 1:
+        # vLLM's Ray executor starts one process per rank inside the worker's placement group;
+        # each takes one GPU bundle. The worker actor itself lives on bundle 0 with its CPUs.
+        return [{"CPU": cc.num_cpus, "GPU": 1.0}] + [{"GPU": 1.0} for _ in range(tensor_parallel - 1)]
+    shape = {"CPU": cc.num_cpus}
+    if cc.num_gpus > 0:
+        shape["GPU"] = cc.num_gpus
+    return [{k: v for k, v in shape.items() if v > 0} or {"CPU": 0.0}]
+
+
+def check_resources(cc: ClusterConfig, tensor_parallel: int, conn: Connection) -> None:
+    """Fail with a clear message when the cluster cannot hold the requested workers right now."""
+    ray = import_ray()
+    total = ray.cluster_resources()
+    shapes = bundle_shapes(cc, tensor_parallel)
+    need: dict[str, float] = {}
+    for shape in shapes:
+        for k, v in shape.items():
+            need[k] = need.get(k, 0.0) + v * cc.workers
+    have = dict(total)
+    have["CPU"] = have.get("CPU", 0.0) - conn.reserved_cpus
+    per_worker = ", ".join(f"{k}={v:g}" for k, v in _sum(shapes).items())
+    for res, amount in sorted(need.items()):
+        if amount > have.get(res, 0.0) + 1e-9:
+            raise ClusterError(
+                f"cluster.workers={cc.workers} workers x ({per_worker}) need {amount:g} {res}, but the Ray "
+                f"cluster has {have.get(res, 0.0):g} {res} in total"
+                + (" (one CPU of the local cluster is kept for the driver)" if res == "CPU" and conn.reserved_cpus else "")
+                + ". Lower cluster.workers, cluster.num_cpus or cluster.num_gpus, or add nodes."
+            )
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    biggest = shapes[0] if len(shapes) == 1 else _sum(shapes)
+    if not any(_fits(biggest, n.get("Resources", {})) for n in nodes):
+        raise ClusterError(
+            f"no node of the Ray cluster can hold one worker ({per_worker}); node sizes: "
+            + "; ".join(
+                f"{n.get('NodeManagerAddress')}: CPU={n['Resources'].get('CPU', 0):g} GPU={n['Resources'].get('GPU', 0):g}"
+                for n in nodes
+            )
+        )
+
+
+def _sum(shapes: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for s in shapes:
+        for k, v in s.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
+def _fits(shape: dict[str, float], resources: dict[str, float]) -> bool:
+    return all(resources.get(k, 0.0) + 1e-9 >= v for k, v in shape.items())
+
+
+def _probe(path: str) -> tuple[str, bool]:
+    import ray
+
+    return ray.util.get_node_ip_address(), (Path(path) / "config.json").is_file()
+
+
+def check_model_on_nodes(model: str, shape: dict[str, float], timeout_s: float) -> list[str]:
+    """Check that ``model`` is a model directory on every node that could host a worker.
+
+    Returns the addresses of the nodes checked. Raises :class:`ClusterError` naming the nodes that
+    lack it: every node must see the model at the same path (a shared filesystem, or the same
+    image with the model baked in).
+    """
+    ray = import_ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe = ray.remote(num_cpus=0, max_retries=0)(_probe)
+    nodes = [n for n in ray.nodes() if n.get("Alive") and _fits(shape, n.get("Resources", {}))]
+    refs = [
+        probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(model)
+        for n in nodes
+    ]
+    try:
+        results = ray.get(refs, timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        raise ClusterError(
+            f"checking the judge model on {len(nodes)} node(s) took longer than {timeout_s:g}s; the "
+            "cluster cannot run tasks (are all CPUs held by other actors?)"
+        ) from None
+    missing = [ip for ip, ok in results if not ok]
+    if missing:
+        raise ClusterError(
+            f"the judge model directory {model} (with config.json) is missing on node(s) {', '.join(missing)}. "
+            "Every node that runs judges must see the model at the same path: put it on a shared "
+            "filesystem, bake it into the nodes' image, or set JUDGELOOP_CACHE to a shared directory."
+        )
+    return [ip for ip, _ in results]
