@@ -66,7 +66,18 @@ def judge_identity(backend: str, model: str, options: dict[str, Any]) -> str:
     """A fingerprint of the judge that is known before the model loads."""
     p = Path(model)
     model_hash = fingerprint_model_dir(p) if p.is_dir() else stable_hash([model, options.get("base_url")])
-    return stable_hash([backend, model_hash, options.get("dtype", "")])
+    dtype = options.get("dtype")
+    if dtype is None:
+        # The backend's default dtype, which a created backend reports (JobConfig without dtype and a
+        # ready backend passed to run_job must give the same keys, or resume and cache miss).
+        import inspect
+
+        from judge.backends._base import _REGISTRY, _import_builtin
+
+        _import_builtin()
+        param = inspect.signature(_REGISTRY[backend]).parameters.get("dtype") if backend in _REGISTRY else None
+        dtype = param.default if param is not None and isinstance(param.default, str) else ""
+    return stable_hash([backend, model_hash, dtype])
 
 
 # ----------------------------------------------------------------------------------------------

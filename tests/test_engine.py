@@ -372,3 +372,16 @@ def test_every_judgment_is_traceable(tmp_path):
         assert j.prompt_hash == prompt_hash(render_messages(rubric, items[j.item_id]))
         assert j.judge.backend == "scripted" and j.judge.model_hash
         assert j.sampling.json_schema is not None and j.sampling.temperature == 0.0
+
+
+def test_judge_identity_uses_the_backends_default_dtype(tmp_path):
+    """A config that leaves dtype unset names the same judge as one that spells out the default."""
+    from judge.engine import judge_identity
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")
+    for backend in ("hf", "vllm"):
+        assert judge_identity(backend, str(model), {}) == judge_identity(backend, str(model), {"dtype": "bfloat16"})
+        assert judge_identity(backend, str(model), {}) != judge_identity(backend, str(model), {"dtype": "float32"})
+    assert judge_identity("hf", str(model), {}) != judge_identity("vllm", str(model), {})
