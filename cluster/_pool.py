@@ -123,6 +123,8 @@ class JudgePool:
         check_resources(self.cc, self._tp, self._conn)
         self._workers = [_Worker(name=f"w{i}", index=i) for i in range(self.cc.workers)]
         self._pgs: list[Any] = []
+        # Workers being restarted, by their pending `ready` call; kept across jobs of a shared pool.
+        self._recovering: dict[Any, _Worker] = {}
         self._started = False
         self._closed = False
         self.reset_stats()
@@ -244,7 +246,8 @@ class JudgePool:
             return
         from ray.util.placement_group import remove_placement_group
 
-        live = [w for w in self._workers if w.actor is not None and not w.dead]
+        # Workers that are up release their engines cleanly; one still restarting is just killed.
+        live = [w for w in self._workers if w.actor is not None and w.available and not w.dead]
         refs = [w.actor.close.remote() for w in live]
         if refs:
             ray.wait(refs, num_returns=len(refs), timeout=60)
@@ -295,7 +298,7 @@ class JudgePool:
         waiting: deque[_Task] = deque([_Task(first)])
         exhausted = False
         inflight: dict[Any, tuple[_Task, _Worker]] = {}
-        recovering: dict[Any, _Worker] = {}
+        recovering = self._recovering
         t_run = time.perf_counter()
         try:
             while True:
@@ -318,11 +321,12 @@ class JudgePool:
                     inflight[ref] = (task, w)
                 self.queue_depth = len(inflight)
                 self.max_queue_depth = max(self.max_queue_depth, self.queue_depth)
-                if not inflight and not recovering:
-                    if waiting or not exhausted:
+                if not inflight:
+                    if not waiting and exhausted:
+                        break  # all done: a worker still restarting is not waited for
+                    if not recovering:
                         errors = "; ".join(f"{w.name}: {w.last_error}" for w in self._workers if w.last_error)
                         raise ClusterError(f"every judge worker is dead; last errors: {errors or 'unknown'}")
-                    break
                 done, _ = ray.wait(list(inflight) + list(recovering), num_returns=1, timeout=1.0)
                 now = time.perf_counter()
                 for ref, w in list(recovering.items()):

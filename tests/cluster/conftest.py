@@ -1,0 +1,53 @@
+"""Fixtures for the Ray tests: one private local Ray per module, and data made here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Read when Ray is imported: keep the private test cluster on the loopback interface.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import pytest  # noqa: E402
+from cluster_helpers import N_ITEMS, job_dict, judgment_set, write_items  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray_local(request):
+    """A private local Ray with one CPU per worker plus one for the driver's tasks."""
+    import ray
+
+    # Scripted responders defined in a test module travel to the actors by value: the workers
+    # cannot import test modules.
+    ray.cloudpickle.register_pickle_by_value(request.module)
+    ray.init(
+        address="local",
+        num_cpus=3,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
+    yield ray
+    ray.shutdown()
+
+
+# ----------------------------------------------------------------------------------------------
+# The bundled model: the same items judged once in a single process, as the reference
+
+
+@pytest.fixture(scope="session")
+def items(tmp_path_factory) -> Path:
+    return write_items(tmp_path_factory.mktemp("items") / "items.jsonl", N_ITEMS)
+
+
+@pytest.fixture(scope="session")
+def reference(items, model_dir, tmp_path_factory) -> set[tuple]:
+    """Judgments of ``items`` by the single-process engine (its vLLM engine is closed at the end)."""
+    from judge.config import JobConfig
+    from judge.engine import run_job
+
+    out = tmp_path_factory.mktemp("reference") / "judgments.jsonl"
+    summary = run_job(JobConfig.model_validate(job_dict(items, out, cluster=False)), progress=False)
+    assert summary.new_judgments == N_ITEMS
+    return judgment_set(out)
