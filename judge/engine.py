@@ -117,6 +117,8 @@ class _Rejects:
     """Rejected rows, streamed to a temporary file and renamed into place at the end of the job."""
 
     def __init__(self, path: Path) -> None:
+        for stale in path.parent.glob(path.name + ".tmp*"):  # left by a killed run of this job
+            stale.unlink(missing_ok=True)
         self._path = path
         self._tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         self._fh = self._tmp.open("w", encoding="utf-8")
