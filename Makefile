@@ -53,6 +53,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/judge_throughput.py
+	$(BIN)/python benchmarks/cluster_scaling.py
 
 clean:
 	rm -rf runs .pytest_cache
