@@ -79,14 +79,16 @@ def bundle_shapes(cc: ClusterConfig, tensor_parallel: int) -> list[dict[str, flo
         # vLLM's Ray executor starts one process per rank inside the worker's placement group;
         # each takes one GPU bundle. The worker actor itself lives on bundle 0 with its CPUs.
         return [{"CPU": cc.num_cpus, "GPU": 1.0}] + [{"GPU": 1.0} for _ in range(tensor_parallel - 1)]
-    shape = {"CPU": cc.num_cpus}
-    if cc.num_gpus > 0:
-        shape["GPU"] = cc.num_gpus
-    return [{k: v for k, v in shape.items() if v > 0} or {"CPU": 0.0}]
+    shape = {"CPU": cc.num_cpus, "GPU": cc.num_gpus}
+    return [{k: v for k, v in shape.items() if v > 0}]
 
 
 def check_resources(cc: ClusterConfig, tensor_parallel: int, conn: Connection) -> None:
     """Fail with a clear message when the cluster cannot hold the requested workers right now."""
+    if cc.num_cpus <= 0 and cc.num_gpus <= 0:
+        raise ClusterError(
+            "each worker must reserve some resources: cluster.num_cpus and cluster.num_gpus are both 0"
+        )
     ray = import_ray()
     total = ray.cluster_resources()
     shapes = bundle_shapes(cc, tensor_parallel)
