@@ -234,7 +234,7 @@ def test_flag_wins_end_to_end_on_a_finished_job(tmp_path):
     cfg = tmp_path / "job.yaml"
     cfg.write_text(
         f"data: {data}\noutput: {tmp_path / 'never' / 'judgments.jsonl'}\n"
-        f"judge:\n  backend: hf\n  model: {model}\nbatch_size: 2\n",
+        f"judge:\n  backend: hf\n  model: {model}\nbatch_size: 2\nscoring:\n  method: json\n",
         encoding="utf-8",
     )
     job = load_job_config(cfg, {"output": str(finished)})

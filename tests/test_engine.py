@@ -58,6 +58,7 @@ def write_items(path: Path, n: int, start: int = 0) -> Path:
 
 def job(tmp_path: Path, data: Path, name: str = "out", **kw) -> JobConfig:
     kw.setdefault("batch_size", 3)
+    kw.setdefault("scoring", {"method": "json"})  # the scripted judge writes JSON verdicts
     return JobConfig(data=data, output=tmp_path / name / "judgments.jsonl", **kw)
 
 

@@ -28,6 +28,7 @@ INFO = JudgeInfo(model="scripted", model_hash="0" * 64, backend="scripted")
 
 
 def cfg(tmp_path, **kw) -> JobConfig:
+    kw.setdefault("scoring", {"method": "json"})  # verdicts written as JSON objects
     return JobConfig(data=tmp_path / "d.jsonl", output=tmp_path / "o.jsonl", **kw)
 
 
