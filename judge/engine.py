@@ -198,6 +198,9 @@ class JobSummary:
             if r.get("winners"):
                 w = r["winners"]
                 lines.append("    verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(w.items())))
+            from judge.verdicts import summary_lines
+
+            lines.extend(summary_lines(r))
         return "\n".join(lines)
 
 
@@ -524,6 +527,9 @@ def run_job(
     summary.rejected = len(rejects)
     os.replace(paths.part, paths.output)
     _summarise(paths.output, summary)
+    from judge.verdicts import finish_job
+
+    finish_job(cfg, paths.output, rubrics, summary)  # pair verdicts file, verdict and bias statistics
     summary.wall_s = time.perf_counter() - t0
     if info is not None:
         summary.judge = info.model_dump()
