@@ -51,6 +51,9 @@ def main() -> None:
 @click.option("--limit", type=int, help="Judge only the first N valid items.")
 @click.option("--max-tokens", type=int, help="Most tokens the judge may generate per verdict.")
 @click.option("--seed", type=int, help="Seed for sampling and random choices.")
+@click.option("--scoring", type=click.Choice(["auto", "logprob", "json"]), help="How verdicts are read.")
+@click.option("--policy", type=click.Choice(["strict", "average-probability"]), help="Pairs: how two orders combine.")
+@click.option("--orders", type=click.Choice(["both", "AB", "random"]), help="Pairs: which orders are judged.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 def judge(
@@ -64,6 +67,9 @@ def judge(
     limit: int | None,
     max_tokens: int | None,
     seed: int | None,
+    scoring: str | None,
+    policy: str | None,
+    orders: str | None,
     no_progress: bool,
     as_json: bool,
 ) -> None:
@@ -88,9 +94,16 @@ def judge(
             "limit": limit,
             "sampling.max_tokens": max_tokens,
             "sampling.seed": seed,
+            "scoring.method": scoring,
+            "scoring.pairwise_policy": policy,
+            "pairwise_orders": orders,
         },
     )
-    if cfg.cluster.enabled:
+    if cfg.jury is not None:
+        from judge.jury import run_jury
+
+        summary = run_jury(cfg, progress=not no_progress)
+    elif cfg.cluster.enabled:
         from cluster import run_cluster_job
 
         summary = run_cluster_job(cfg, progress=not no_progress)
@@ -100,6 +113,95 @@ def judge(
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         click.echo(summary.table())
+
+
+# ----------------------------------------------------------------------------------------------
+# eval
+
+
+@main.command("eval")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Judge config YAML (sets defaults).")
+@click.option("--data", required=True, type=click.Path(dir_okay=False), help="Human-labelled set (.jsonl).")
+@click.option("--output-dir", type=click.Path(file_okay=False), help="Where judgments and the report go.")
+@click.option("--rubric", "rubrics", multiple=True, help="Rubric id or path; repeat for several.")
+@click.option("--backend", help="Inference backend: vllm, hf or openai.")
+@click.option("--model", help="Local model directory, or 'bundled'.")
+@click.option("--scoring", type=click.Choice(["auto", "logprob", "json"]), help="How verdicts are read.")
+@click.option("--policy", type=click.Choice(["strict", "average-probability"]), help="Pairs: how two orders combine.")
+@click.option("--tie-threshold", type=float, help="average-probability: the tie band around 0.5.")
+@click.option("--orders", type=click.Choice(["both", "AB", "random"]), help="Pairs: which orders are judged.")
+@click.option("--batch-size", type=int, help="Requests per backend call.")
+@click.option("--max-tokens", type=int, help="Most tokens the judge may generate per verdict.")
+@click.option("--seed", type=int, help="Seed for sampling, order draws and bootstrap resampling.")
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples (0 = none).")
+@click.option("--calibrate", is_flag=True, help="Fit the tie band (pairs) and jury weights on this set.")
+@click.option("--save-config", type=click.Path(dir_okay=False), help="With --calibrate: write the calibrated judge config.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
+def eval_(
+    config_path: str | None,
+    data: str,
+    output_dir: str | None,
+    rubrics: tuple[str, ...],
+    backend: str | None,
+    model: str | None,
+    scoring: str | None,
+    policy: str | None,
+    tie_threshold: float | None,
+    orders: str | None,
+    batch_size: int | None,
+    max_tokens: int | None,
+    seed: int | None,
+    bootstrap: int,
+    calibrate: bool,
+    save_config: str | None,
+    no_progress: bool,
+    as_json: bool,
+) -> None:
+    """Measure a judge configuration against human labels.
+
+    DATA is JSONL, one labelled row per line: pairwise rows {"id", "prompt", "response_a",
+    "response_b", "label": "a"|"b"|"tie", "meta"?} or pointwise rows {"id", "prompt", "response",
+    "reference"?, "human_score", "scale": [min, max], "meta"?}. Reports accuracy, Cohen's kappa,
+    rank correlations, swap consistency, position and length bias, the confusion matrix, bootstrap
+    95% intervals and per-meta subsets; the JSON report is written beside the judgments.
+    """
+    from judge.config import load_job_config
+    from judge.eval import default_output_dir, eval_table, run_eval
+
+    if save_config and not calibrate:
+        raise click.UsageError("--save-config needs --calibrate")
+    cfg = load_job_config(
+        config_path,
+        {
+            "data": data,
+            "output": "-",
+            "rubrics": list(rubrics) or None,
+            "judge.backend": backend,
+            "judge.model": model,
+            "batch_size": batch_size,
+            "sampling.max_tokens": max_tokens,
+            "sampling.seed": seed,
+            "scoring.method": scoring,
+            "scoring.pairwise_policy": policy,
+            "scoring.tie_threshold": tie_threshold,
+            "pairwise_orders": orders,
+        },
+    )
+    out_dir = Path(output_dir) if output_dir else default_output_dir(cfg, Path(data))
+    report = run_eval(
+        cfg,
+        data,
+        output_dir=out_dir,
+        progress=not no_progress,
+        bootstrap=bootstrap,
+        calibrate_=calibrate,
+        save_path=save_config,
+    )
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(eval_table(report))
 
 
 # ----------------------------------------------------------------------------------------------
