@@ -40,3 +40,17 @@ def pieces(text: str) -> list[str]:
         else:
             out.append(ch)
     return out
+
+
+def scores(*criteria: tuple[str, dict[str, float]]) -> Completion:
+    """The continuation of a ``{"first": `` prefill for several criteria: one verdict token each,
+    with its alternatives, and the JSON between them (``4, "second": 2}``)."""
+    toks: list[TokenLogprob] = []
+    for i, (key, top) in enumerate(criteria):
+        if i:
+            toks += [tok(p) for p in pieces(f', "{key}": ')]
+        best = max(top, key=lambda k: top[k])
+        toks.append(tok(best, top))
+    if len(criteria) > 1:
+        toks.append(tok("}"))
+    return completion(toks)
