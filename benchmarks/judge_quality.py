@@ -1,0 +1,248 @@
+"""Judge quality and cost: single-order JSON verdicts vs both orders (strict / averaged logprobs),
+and logprob pointwise scoring vs JSON with a rationale, on the shipped labelled sets.
+
+    python benchmarks/judge_quality.py                       # vLLM, the bundled model
+    python benchmarks/judge_quality.py --backend hf --repeats 1
+
+Every configuration runs on the same loaded engine, with the prefix cache emptied before each run
+(so no configuration profits from another's cached prompts), ``--repeats`` times in rotating
+order; times are the median judge time. Prints a table and writes JSON (timings as ratios to the
+baselines measured in the same run).
+
+Pairwise (``tests/data/pairs_labelled.jsonl``):
+  (a) one order (AB), JSON verdict               - the usual single-order judge
+  (a') one order (AB), logprob verdict           - the single-order baseline of the same method
+  (b) both orders, logprob verdicts, strict      - a winner only when both orders agree
+  (c) both orders, averaged P(A wins)            - tie band from the config (and one fitted on
+                                                   the same set, reported as such: optimistic)
+Pointwise (``tests/data/points_labelled.jsonl``):
+  logprob (one token per criterion) vs JSON with a rationale, same rubric otherwise.
+Targets: (b) costs <= 1.3x (a'); logprob pointwise >= 3x faster than JSON with a rationale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PAIRS = ROOT / "tests" / "data" / "pairs_labelled.jsonl"
+POINTS = ROOT / "tests" / "data" / "points_labelled.jsonl"
+
+
+def _reset_cache(backend) -> None:
+    llm = getattr(backend, "llm", None)
+    if llm is not None and hasattr(llm, "reset_prefix_cache"):
+        llm.reset_prefix_cache()
+
+
+def _rationale_rubric(base: str, workdir: Path) -> Path:
+    """The same rubric asking for a rationale before the verdict."""
+    import yaml
+
+    from judge.rubric import resolve_rubric
+
+    r = resolve_rubric(base)
+    data = r.model_dump(mode="json", exclude_defaults=True)
+    data["id"] = f"{r.id}-rationale"
+    data["rationale"] = True
+    path = workdir / f"{r.id}-rationale.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backend", default="vllm")
+    ap.add_argument("--model", default="bundled")
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--pair-rubric", default="instruction_following")
+    ap.add_argument("--point-rubric", default="helpfulness")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument("--max-tokens", type=int, default=160, help="JSON verdicts (with a rationale) may use this many")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "bench" / "judge_quality.json"))
+    args = ap.parse_args(argv)
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from judge._env import apply_runtime_defaults
+
+    apply_runtime_defaults()
+    from judge.backends import create_backend
+    from judge.config import JobConfig
+    from judge.eval import run_eval
+    from judge.models import resolve_model
+
+    work = Path(tempfile.mkdtemp(prefix="judge-quality-"))
+    model = resolve_model(args.model)
+    opts = {"dtype": args.dtype}
+    if args.backend == "vllm":
+        opts.update(enforce_eager=True, max_model_len=4096)
+    t0 = time.perf_counter()
+    backend = create_backend(args.backend, model=model, **opts)
+    load_s = time.perf_counter() - t0
+    rationale = _rationale_rubric(args.point_rubric, work)
+
+    def job(rubric: str, **kw) -> JobConfig:
+        base = dict(
+            data=PAIRS, output=work / "unused.jsonl", rubrics=[rubric],
+            judge={"backend": args.backend, "model": args.model, "options": opts},
+            sampling={"max_tokens": args.max_tokens},
+        )
+        base.update(kw)
+        return JobConfig(**base)
+
+    configs = {
+        "a_single_json": (PAIRS, job(args.pair_rubric, pairwise_orders="AB", scoring={"method": "json"})),
+        "a1_single_logprob": (PAIRS, job(args.pair_rubric, pairwise_orders="AB", scoring={"method": "logprob"})),
+        "b_both_logprob_strict": (PAIRS, job(args.pair_rubric, scoring={"method": "logprob", "pairwise_policy": "strict"})),
+        "d_both_json_strict": (PAIRS, job(args.pair_rubric, scoring={"method": "json", "pairwise_policy": "strict"})),
+        "p_logprob": (POINTS, job(args.point_rubric, scoring={"method": "logprob"})),
+        "p_json_rationale": (POINTS, job(str(rationale), scoring={"method": "json"})),
+    }
+    times: dict[str, list[float]] = {k: [] for k in configs}
+    reports: dict[str, dict] = {}
+    names = list(configs)
+    for rep in range(args.repeats):
+        order = names[rep % len(names):] + names[: rep % len(names)]
+        for name in order:
+            data, cfg = configs[name]
+            _reset_cache(backend)
+            out = work / f"{name}-{rep}"
+            report = run_eval(cfg, data, out, backend=backend, progress=False, bootstrap=args.bootstrap if rep == 0 else 0)
+            times[name].append(report["timing"]["judge_s"])
+            if rep == 0:
+                reports[name] = report
+            print(f"  run {rep + 1}/{args.repeats} {name:<24} {report['timing']['judge_s']:7.2f}s", file=sys.stderr)
+    # (c): the judgments of (b), combined by averaged probabilities (config band, then fitted band).
+    _, bcfg = configs["b_both_logprob_strict"]
+    avg_cfg = bcfg.model_copy(update={"scoring": bcfg.scoring.model_copy(update={"pairwise_policy": "average-probability"})})
+    reports["c_both_logprob_average"] = run_eval(
+        avg_cfg, PAIRS, work / "b_both_logprob_strict-0", backend=backend, progress=False, bootstrap=args.bootstrap
+    )
+    fit = reports["c_both_logprob_average"]["judges"][args.pair_rubric].get("tie_threshold_fit")
+    if fit:
+        fitted_cfg = avg_cfg.model_copy(
+            update={"scoring": avg_cfg.scoring.model_copy(update={"tie_threshold": fit["tie_threshold"]})}
+        )
+        reports["c_fitted_band"] = run_eval(
+            fitted_cfg, PAIRS, work / "b_both_logprob_strict-0", backend=backend, progress=False, bootstrap=args.bootstrap
+        )
+    times["c_both_logprob_average"] = times["b_both_logprob_strict"]
+    if "c_fitted_band" in reports:
+        times["c_fitted_band"] = times["b_both_logprob_strict"]
+    backend.close()
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    n_judg = {k: r["timing"]["new_judgments"] for k, r in reports.items() if r.get("timing")}
+    n_judg["c_both_logprob_average"] = n_judg["b_both_logprob_strict"]
+    if "c_fitted_band" in reports:
+        n_judg["c_fitted_band"] = n_judg["b_both_logprob_strict"]
+    rows = []
+    labels = {
+        "a_single_json": "(a) one order, JSON verdict",
+        "a1_single_logprob": "(a') one order, logprob verdict",
+        "b_both_logprob_strict": "(b) both orders, strict",
+        "c_both_logprob_average": "(c) both orders, mean P(A wins)",
+        "c_fitted_band": "(c) same, tie band fitted here*",
+        "d_both_json_strict": "(d) both orders, JSON, strict",
+    }
+    for key, label in labels.items():
+        if key not in reports:
+            continue
+        m = reports[key]["judges"][args.pair_rubric]
+        rows.append(
+            {
+                "config": key,
+                "label": label,
+                "accuracy": m["accuracy"],
+                "accuracy_no_ties": m["accuracy_no_ties"],
+                "kappa": m["kappa"],
+                "swap_consistency": m.get("swap_consistency"),
+                "first_shown_win_rate": (m.get("position") or {}).get("first_shown_win_rate"),
+                "judge_s": round(med[key], 3),
+                "judgments": n_judg[key],
+                "items_per_s": round(len(reports[key]["rejected"]) * 0 + m["n"] / med[key], 3),
+                "judgments_per_s": round(n_judg[key] / med[key], 3),
+                "tie_threshold": reports[key]["scoring"]["tie_threshold"] if "average" in reports[key]["scoring"]["pairwise_policy"] else None,
+            }
+        )
+    pm = {k: reports[k]["judges"][Path(configs[k][1].rubrics[0]).stem if k == "p_json_rationale" else args.point_rubric] for k in ("p_logprob", "p_json_rationale")}
+    ratios = {
+        "both_orders_logprob_over_single_logprob": round(med["b_both_logprob_strict"] / med["a1_single_logprob"], 3),
+        "both_orders_json_over_single_json": round(med["d_both_json_strict"] / med["a_single_json"], 3),
+        "both_orders_logprob_over_single_json": round(med["b_both_logprob_strict"] / med["a_single_json"], 3),
+        "json_rationale_over_logprob_pointwise": round(med["p_json_rationale"] / med["p_logprob"], 3),
+    }
+    prompt_tokens = {
+        k: reports[k]["timing"] for k in configs
+    }
+    result = {
+        "backend": args.backend,
+        "model": model,
+        "dtype": args.dtype,
+        "engine_load_s": round(load_s, 1),
+        "repeats": args.repeats,
+        "pairwise": rows,
+        "pointwise": {
+            k: {
+                "judge_s": round(med[k], 3),
+                "judgments_per_s": round(reports[k]["timing"]["new_judgments"] / med[k], 3),
+                "spearman": pm[k]["spearman"],
+                "kappa_quadratic": pm[k]["kappa_quadratic"],
+                "accuracy": pm[k]["accuracy"],
+                "coverage": pm[k]["coverage"],
+            }
+            for k in ("p_logprob", "p_json_rationale")
+        },
+        "ratios": ratios,
+        "targets": {
+            "both_orders_at_most_1.3x_single": ratios["both_orders_logprob_over_single_logprob"] <= 1.3,
+            "logprob_at_least_3x_faster_than_json_rationale": ratios["json_rationale_over_logprob_pointwise"] >= 3.0,
+        },
+        "timings_s": times,
+        "timing_detail": prompt_tokens,
+        "workdir": str(work),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+    def pct(s):
+        v = s["value"] if isinstance(s, dict) else s
+        return "  n/a " if v is None else f"{100 * v:5.1f}%"
+
+    def num(s):
+        v = s["value"] if isinstance(s, dict) else s
+        return "  n/a" if v is None else f"{v:5.2f}"
+
+    print(f"judge quality  {args.backend} {Path(model).name} {args.dtype}  pairs: {PAIRS.name}  "
+          f"(median of {args.repeats}; * fitted on the evaluated set itself)")
+    print(f"  {'configuration':<34} {'acc':>7} {'acc¬tie':>8} {'kappa':>6} {'swap-c':>7} {'1st-win':>8} {'judge s':>8} {'judg/s':>7} {'x (a)':>6}")
+    base = med["a_single_json"]
+    for r in rows:
+        print(
+            f"  {r['label']:<34} {pct(r['accuracy'])} {pct(r['accuracy_no_ties']):>8} {num(r['kappa']):>6} "
+            f"{pct(r['swap_consistency']) if r['swap_consistency'] is not None else '   -  ':>7} "
+            f"{pct(r['first_shown_win_rate']) if r['first_shown_win_rate'] is not None else '  -':>8} "
+            f"{r['judge_s']:8.2f} {r['judgments_per_s']:7.2f} {r['judge_s'] / base:6.2f}"
+        )
+    print(f"  pointwise ({args.point_rubric}, {POINTS.name}):")
+    for k, label in (("p_logprob", "logprob, 1 token per criterion"), ("p_json_rationale", "JSON with a rationale")):
+        p = result["pointwise"][k]
+        print(f"    {label:<32} {p['judge_s']:7.2f}s  {p['judgments_per_s']:6.2f} judg/s  Spearman {num(p['spearman'])}  "
+              f"kappa(q) {num(p['kappa_quadratic'])}  coverage {pct(p['coverage'])}")
+    print("  ratios: " + ", ".join(f"{k} {v}" for k, v in ratios.items()))
+    print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in result["targets"].items()))
+    print(f"  wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
