@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import math
 import os
 import signal
 import socket
@@ -101,16 +102,17 @@ def backend(server):
     be.close()
 
 
-def _job(tmp_path: Path, items: list[Item], rubric: str, **judge_options) -> JobConfig:
+def _job(tmp_path: Path, items: list[Item], rubric: str, method: str = "json", **judge_options) -> JobConfig:
     data = tmp_path / "items.jsonl"
     data.write_text("".join(i.model_dump_json() + "\n" for i in items))
     return JobConfig.model_validate(
         {
             "data": str(data),
-            "output": str(tmp_path / "out" / "judgments.jsonl"),
+            "output": str(tmp_path / method / "judgments.jsonl"),
             "rubrics": [rubric],
             "judge": {"backend": "openai", "model": "bundled", "options": judge_options},
             "sampling": {"max_tokens": 48},
+            "scoring": {"method": method},
             "batch_size": 4,
         }
     )
@@ -170,8 +172,9 @@ def test_choices_and_pairwise_verdicts(backend, tmp_path):
         assert verdict.scored and verdict.winner in ("A", "B", "tie"), (verdict.error, c.text)
 
 
-def test_run_job_over_http_writes_traceable_judgments(server, tmp_path):
-    cfg = _job(tmp_path, ITEMS, "helpfulness", base_url=server, concurrency=4)
+@pytest.mark.parametrize("method", ["logprob", "json"])
+def test_run_job_over_http_writes_traceable_judgments(server, tmp_path, method):
+    cfg = _job(tmp_path, ITEMS, "helpfulness", method, base_url=server, concurrency=4)
     summary = run_job(cfg, progress=False)  # the backend is created from the config
     assert summary.new_judgments == len(ITEMS) and summary.unscored == 0
     lines = cfg.output.read_text().splitlines()
@@ -183,9 +186,15 @@ def test_run_job_over_http_writes_traceable_judgments(server, tmp_path):
         assert (j.rubric.id, j.rubric.version, j.rubric.hash) == (HELP.id, HELP.version, HELP.content_hash)
         assert j.judge.backend == "openai" and j.judge.model == "bundled" and len(j.judge.model_hash) == 64
         assert "server" in j.judge.backend_version
-        assert j.sampling.json_schema is not None and j.sampling.max_tokens == 48
         assert len(j.prompt_hash) == 64 and j.raw_output and j.prompt_tokens > 300 and j.completion_tokens > 0
-        assert json.loads(j.raw_output)  # the schema-constrained output is plain JSON
+        if method == "json":
+            assert j.sampling.json_schema is not None and j.sampling.max_tokens == 48
+            assert json.loads(j.raw_output)  # the schema-constrained output is plain JSON
+        else:
+            # A prefilled answer continued with one constrained token, read from its top logprobs.
+            assert j.extra["method"] == "logprob" and j.sampling.choices and j.sampling.logprobs
+            dist = j.extra["distribution"]["helpfulness"]
+            assert abs(sum(dist.values()) - 1.0) < 1e-3 and j.extra["mass"]["helpfulness"] > 0.99
 
     again = run_job(cfg, progress=False)  # resume: nothing left to send
     assert again.new_judgments == 0 and len(cfg.output.read_text().splitlines()) == len(ITEMS)
@@ -254,11 +263,17 @@ def test_transient_failures_are_retried_and_a_dead_server_is_a_clear_error(serve
 
 
 def test_same_greedy_tokens_as_the_local_vllm_engine(backend, vllm_backend, tmp_path):
-    cfg = _job(tmp_path, ITEMS, "helpfulness")
-    requests = [build_requests(HELP, item, cfg, "judge")[0] for item in ITEMS]
+    json_cfg = _job(tmp_path, ITEMS, "helpfulness", "json")
+    requests = [build_requests(HELP, item, json_cfg, "judge")[0] for item in ITEMS]
     params = [r.sampling.model_copy(update={"logprobs": 5}) for r in requests]
+    # The logprob method: a prefilled verdict continued with one constrained token, top-20.
+    lp_cfg = _job(tmp_path, ITEMS, "helpfulness", "logprob")
+    lp_requests = [build_requests(HELP, item, lp_cfg, "judge")[0] for item in ITEMS]
+    assert all(r.messages[-1].role == "assistant" and r.sampling.choices for r in lp_requests)
+    requests += lp_requests
+    params += [r.sampling for r in lp_requests]
     prompts = [r.messages for r in requests]
-    # A prefilled assistant turn: both continue it rather than opening a new turn.
+    # A free-text prefill: both continue the assistant turn rather than opening a new one.
     prompts.append([Message(role="user", content="Count from one to ten in words."),
                     Message(role="assistant", content="one, two, three,")])  # fmt: skip
     params.append(SamplingParams(max_tokens=6, logprobs=5))
@@ -266,9 +281,14 @@ def test_same_greedy_tokens_as_the_local_vllm_engine(backend, vllm_backend, tmp_
     remote = backend.generate(prompts, params)
     local = vllm_backend.generate(prompts, params)
     for i, (r, loc) in enumerate(zip(remote, local)):
-        side_by_side = f"prompt {i}\n  http : {r.text!r}\n  local: {loc.text!r}"
+        side_by_side = f"prompt {i}\n  http : {r.text!r} {r.tokens[0].top}\n  local: {loc.text!r} {loc.tokens[0].top}"
         assert r.prompt_tokens == loc.prompt_tokens, side_by_side  # the same rendered prompt
         assert r.tokens[0].token == loc.tokens[0].token, side_by_side
         # Both bf16; batch composition may move logprobs slightly.
         assert abs(r.tokens[0].logprob - loc.tokens[0].logprob) < 0.1, side_by_side
+        if params[i].choices:  # the distribution the logprob method scores from
+            for choice in params[i].choices:
+                p_http = math.exp(r.tokens[0].top.get(choice, -math.inf))
+                p_local = math.exp(loc.tokens[0].top.get(choice, -math.inf))
+                assert abs(p_http - p_local) < 0.05, (choice, side_by_side)
     assert not remote[-1].text.startswith("one"), remote[-1].text  # continued, not restarted
