@@ -160,6 +160,17 @@ class Rubric(_Strict):
         for i, c in enumerate(self.criteria):
             if self.mode != "pairwise" and c.scale is None:
                 raise ValueError(f"@criteria.{i}: scale is required in {self.mode} mode (criterion {c.name!r})")
+            if self.mode == "pairwise" and c.scale is not None:
+                # The prompt would show score levels to a judge that is asked only for a winner.
+                raise ValueError(
+                    f"@criteria.{i}.scale: pairwise criteria have no scale, the verdict is a winner "
+                    f"(criterion {c.name!r}); remove the scale or use mode pointwise"
+                )
+        unused = {
+            "pointwise": ("response_a", "response_b", "reference", "winner"),
+            "pairwise": ("response", "reference", "scores"),
+            "reference": ("response_a", "response_b", "winner"),
+        }[self.mode]
         for i, ex in enumerate(self.examples):
             where = f"examples.{i}"
             if self.mode == "pairwise":
@@ -183,6 +194,12 @@ class Rubric(_Strict):
                 extra = set(ex.scores) - set(names)
                 if extra:
                     raise ValueError(f"@{where}.scores: unknown criteria {sorted(extra)}; allowed: {names}")
+            for f in unused:
+                if getattr(ex, f) is not None:  # silently dropped from the prompt otherwise
+                    raise ValueError(f"@{where}.{f}: not used by a {self.mode} rubric")
+            if self.rationale and not ex.rationale:
+                # The example answer would teach the judge an empty rationale.
+                raise ValueError(f"@{where}.rationale: required when the rubric sets rationale: true")
         return self
 
     @cached_property
@@ -228,7 +245,7 @@ def list_rubrics(directory: Path = RUBRIC_DIR) -> list[Path]:
 def resolve_rubric(ref: str | Path, directory: Path = RUBRIC_DIR) -> Rubric:
     """Load a rubric by library id (``helpfulness``) or by path (``my/rubric.yaml``)."""
     p = Path(ref)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    if p.suffix in (".yaml", ".yml") or p.is_file():  # a directory named like a rubric id is not one
         return load_rubric(p)
     for candidate in list_rubrics(directory):
         if candidate.stem == str(ref):

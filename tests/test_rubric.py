@@ -373,3 +373,33 @@ def test_a_modified_copy_gets_its_own_hash():
     assert bumped.content_hash != original
     assert bumped.content_hash == Rubric.model_validate(bumped.model_dump()).content_hash
     assert rubric.model_copy().content_hash == original
+
+
+def test_pairwise_criteria_take_no_scale(tmp_path):
+    text = GOOD.replace("mode: pointwise", "mode: pairwise")
+    msg = load_error(tmp_path, text)
+    assert line_of(msg, "tiny.yaml") == 9
+    assert "criteria.0.scale: pairwise criteria have no scale" in msg and "'quality'" in msg
+
+
+def test_example_fields_the_mode_does_not_use_are_errors(tmp_path):
+    msg = load_error(tmp_path, example("  - prompt: p\n    response: r\n    response_b: x\n    scores: {quality: 1}\n"))
+    assert line_of(msg, "tiny.yaml") == 15
+    assert "examples.0.response_b: not used by a pointwise rubric" in msg
+    pair = PAIRWISE + "  - prompt: p\n    response_a: a\n    response_b: b\n    winner: A\n    scores: {better: 1}\n"
+    msg = load_error(tmp_path, pair)
+    assert "examples.0.scores: not used by a pairwise rubric" in msg
+
+
+def test_examples_need_a_rationale_when_the_rubric_asks_for_one(tmp_path):
+    text = example("  - prompt: p\n    response: r\n    scores: {quality: 2}\n") + "rationale: true\n"
+    msg = load_error(tmp_path, text)
+    assert "examples.0.rationale: required when the rubric sets rationale: true" in msg
+    ok = example("  - prompt: p\n    response: r\n    scores: {quality: 2}\n    rationale: Fair.\n") + "rationale: true\n"
+    assert load_rubric(write(tmp_path, ok)).examples[0].rationale == "Fair."
+
+
+def test_a_directory_named_like_an_id_does_not_shadow_the_library(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "honesty").mkdir()
+    assert resolve_rubric("honesty").id == "honesty"
