@@ -1,0 +1,447 @@
+"""Judging throughput: the vLLM backend vs the batched transformers backend vs a naive loop.
+
+The same N pointwise judgments (one rubric; distinct, realistic items of about 300 tokens each,
+generated deterministically here) go through:
+
+- ``naive``: a per-item loop as a user would write it with transformers: the judge prompt (the
+  rubric's messages asking for the JSON verdict) through the chat template,
+  ``AutoModelForCausalLM.generate`` one item at a time, greedy, with the job's ``max_tokens``; no
+  batching, no constrained decoding, no prefill. It may time a subset (``--naive-n``),
+  extrapolated per item; the table says so.
+- ``hf``: judgeloop's ``hf`` backend (batched, left padding, constrained), through ``run_job``.
+- ``vllm``: judgeloop's ``vllm`` backend (offline engine, prefix caching, constrained), through
+  ``run_job``. Engine start is reported separately and not counted.
+
+Verdicts are asked for as the product does by default (``scoring.method: auto``: for a rubric
+with single-token levels, a prefilled answer continued with one constrained token read from its
+logprobs); ``--method json`` has the judge write the JSON verdict instead (about 11 tokens).
+
+Every system runs in this process with the same dtype and threads; model loads and engine start
+are not counted. With ``--repeats R`` the systems alternate, repeat after repeat, each repeat on a
+new set of items (the same sets for every system, so no engine sees a prompt twice and only the
+rubric's shared prefix is ever cached), and each system reports its fastest repeat. The machine
+may be shared: read the ratios, measured in the same run, rather than the absolute numbers.
+
+    python benchmarks/judge_throughput.py                  # 256 judgments; runs/bench/judge_throughput.json
+    python benchmarks/judge_throughput.py --repeats 2 --method json
+    python benchmarks/judge_throughput.py --n 64 --naive-n 16 --out /tmp/t.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# ----------------------------------------------------------------------------------------------
+# Items: distinct, realistic, deterministic
+
+_TOPICS = [
+    ("sourdough bread", "baking"), ("a home network", "networking"), ("compound interest", "personal finance"),
+    ("tomato plants", "gardening"), ("a job interview", "careers"), ("a 10 km race", "running"),
+    ("unit tests in Python", "software"), ("jet lag", "travel"), ("a leaking tap", "home repair"),
+    ("the French subjunctive", "languages"), ("a first aquarium", "pets"), ("solar panels", "energy"),
+    ("a wedding toast", "public speaking"), ("backing up photos", "computing"), ("a used car", "buying"),
+    ("houseplants in winter", "gardening"), ("a budget spreadsheet", "personal finance"),
+    ("learning the guitar", "music"), ("a slow laptop", "computing"), ("a camping trip", "outdoors"),
+    ("a cover letter", "careers"), ("cast-iron pans", "cooking"), ("a sprained ankle", "first aid"),
+    ("SQL joins", "software"), ("a noisy neighbour", "everyday life"), ("a reading habit", "self-improvement"),
+    ("composting", "gardening"), ("an electric bike", "transport"), ("a toddler's sleep", "parenting"),
+    ("a small business website", "marketing"), ("the night sky", "astronomy"), ("a rental contract", "housing"),
+]  # fmt: skip
+_ASKS = [
+    "How do I get started with {t}? I have never done it before and want to avoid the usual mistakes.",
+    "What should I know about {t} before I spend money on it? Please be practical.",
+    "Can you explain {t} to me step by step? I keep reading contradictory advice online.",
+    "I am struggling with {t}. What am I probably doing wrong, and how do I fix it?",
+    "Give me a short plan for {t} that fits into a busy week.",
+    "What are the most common misconceptions about {t}, and what is actually true?",
+]
+_OPENERS = [
+    "Good question: {t} is easier than it looks once you know the basics.",
+    "Here is a practical overview of {t}, based on what usually works for beginners.",
+    "Most problems with {t} come from a few predictable causes.",
+    "Before anything else, it helps to be clear about what you want from {t}.",
+]
+_SENTENCES = [
+    "Start with the simplest setup you can find and change one thing at a time, so you know what made the difference.",
+    "Write down what you did and what happened; after {k} attempts the pattern is usually obvious.",
+    "A common mistake is to buy expensive equipment first, when the technique matters far more in the first {k} weeks.",
+    "Set aside about {k} minutes for it, ideally at the same time of day, so that it becomes a habit rather than a chore.",
+    "If something goes wrong, check the basics first: most failures in {d} have a boring cause.",
+    "Experienced people in {d} still follow a checklist, because it stops small slips from becoming expensive ones.",
+    "Expect the first results to be mediocre; the improvement between attempt one and attempt {k} is usually dramatic.",
+    "Ask someone who has done it for a few years to look at your approach, since a second pair of eyes saves time.",
+    "Keep the costs visible: a simple note of what you spend each month prevents surprises later on.",
+    "There is no single right way, but there are a few wrong ones, and avoiding those gets you most of the benefit.",
+    "Safety comes first: read the instructions that came with your tools, and stop if anything feels wrong.",
+    "Be wary of advice that promises results in {k} days; real progress in {d} is steady rather than sudden.",
+    "Measure what matters to you, not what is easy to count, or you will optimise the wrong thing.",
+    "When you get stuck, simplify the problem until it works, then add the complications back one by one.",
+    "Online forums about {d} are useful, but check whether the person giving advice has the same situation as you.",
+    "Plan for maintenance from the start, because neglect causes more trouble than any single bad decision.",
+    "It is fine to skip the advanced options at first; most people never need more than the defaults.",
+    "Compare at least {k} options before committing, and write down why you chose the one you did.",
+    "If you only remember one thing, remember to be consistent: small regular efforts beat occasional big ones.",
+    "Finally, give yourself permission to make mistakes, since that is how everyone in {d} learned.",
+]  # fmt: skip
+_CLOSERS = [
+    "I hope this helps; tell me more about your situation and I can be more specific.",
+    "Good luck, and feel free to ask a follow-up question.",
+    "That should be enough to get going without overthinking it.",
+    "",
+]
+
+
+def make_items(n: int, tokenizer: Any, item_tokens: int = 300, seed: int = 0) -> list[Any]:
+    """``n`` distinct pointwise items whose prompt + response is about ``item_tokens`` tokens."""
+    from judge.records import Item
+
+    rng = random.Random(seed)
+    items = []
+    for i in range(n):
+        topic, domain = _TOPICS[i % len(_TOPICS)]
+        ask = _ASKS[(i // len(_TOPICS)) % len(_ASKS)].format(t=topic)
+        prompt = f"{ask} (Question {i + 1} from a {domain} forum, seed {seed}.)"
+        parts = [rng.choice(_OPENERS).format(t=topic)]
+        pool = list(_SENTENCES)
+        rng.shuffle(pool)
+        while len(tokenizer(prompt + " " + " ".join(parts))["input_ids"]) < item_tokens - 8:
+            if not pool:
+                pool = list(_SENTENCES)
+                rng.shuffle(pool)
+            parts.append(pool.pop().format(k=rng.randint(2, 30), d=domain))
+        closer = rng.choice(_CLOSERS)
+        response = " ".join(parts + ([closer] if closer else []))
+        items.append(Item(id=f"bench-{seed}-{i:04d}", prompt=prompt, response=response))
+    return items
+
+
+# ----------------------------------------------------------------------------------------------
+# Systems
+
+
+def _job(items: list[Any], workdir: Path, args: argparse.Namespace, model_dir: str, method: str | None = None) -> Any:
+    from judge.config import JobConfig
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = workdir / "items.jsonl"
+    data.write_text("".join(i.model_dump_json() + "\n" for i in items))
+    return JobConfig.model_validate(
+        {
+            "data": str(data),
+            "output": str(workdir / "judgments.jsonl"),
+            "rubrics": [args.rubric],
+            "judge": {"model": model_dir},
+            "sampling": {"max_tokens": args.max_tokens, "temperature": 0.0},
+            "scoring": {"method": method or args.method},
+            "batch_size": args.batch_size,
+        }
+    )
+
+
+def run_product(
+    name: str, backend: Any, items: list[Any], warmup: list[Any], args: argparse.Namespace, tmp: Path, rep: int,
+    model_dir: str,
+) -> dict[str, Any]:
+    """Judge ``items`` with ``run_job`` on a ready backend; time the job only."""
+    from judge.engine import run_job
+    from judge.records import Judgment
+
+    run_job(_job(warmup, tmp / f"{name}-warmup-{rep}", args, model_dir), backend=backend, progress=False)
+    cfg = _job(items, tmp / f"{name}-{rep}", args, model_dir)
+    t0 = time.perf_counter()
+    summary = run_job(cfg, backend=backend, progress=False)
+    wall = time.perf_counter() - t0
+    judgments = [Judgment.model_validate_json(line) for line in Path(cfg.output).read_text().splitlines()]
+    assert summary.new_judgments == len(items), (summary.new_judgments, len(items))
+    return {
+        "items_timed": len(items),
+        "wall_s": wall,
+        "prompt_tokens": summary.prompt_tokens,
+        "completion_tokens": summary.completion_tokens,
+        "scored": sum(j.status == "scored" for j in judgments),
+        "method": judgments[0].extra.get("method"),
+        "scores": {j.item_id: j.scores for j in judgments},
+    }
+
+
+class NaiveLoop:
+    """The loop a user writes first: one ``generate`` per item, greedy.
+
+    It sends the product's judge messages for the JSON verdict (the same prompt text as the
+    backends, without the prefill of the logprob method) with the job's ``max_tokens``, with no
+    batching, no constrained decoding and no logprobs; its text is scored by the product's parser.
+    """
+
+    def __init__(self, model_dir: str, args: argparse.Namespace) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from judge.rubric import resolve_rubric
+
+        self.torch, self.args = torch, args
+        self.rubric = resolve_rubric(args.rubric)
+        self.tok = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, args.dtype)).eval()
+
+    def judge_one(self, request: Any) -> Any:
+        from judge.backends import Completion
+
+        msgs = [m.model_dump() for m in request.messages]
+        prefill = msgs[-1]["role"] == "assistant"
+        inputs = self.tok.apply_chat_template(msgs, add_generation_prompt=not prefill, continue_final_message=prefill,
+                                              return_tensors="pt", return_dict=True)  # fmt: skip
+        with self.torch.no_grad():
+            out = self.model.generate(**inputs, max_new_tokens=request.sampling.max_tokens, do_sample=False,
+                                      pad_token_id=self.tok.eos_token_id)  # fmt: skip
+        n_prompt = inputs["input_ids"].shape[1]
+        new = out[0, n_prompt:]
+        return Completion(text=self.tok.decode(new, skip_special_tokens=True), prompt_tokens=n_prompt,
+                          completion_tokens=int(new.shape[0]))  # fmt: skip
+
+    def run(self, requests: list[Any], warmup: list[Any]) -> dict[str, Any]:
+        from judge.records import JudgeInfo
+        from judge.scoring import judgment_from
+
+        self.judge_one(warmup[0])
+        t0 = time.perf_counter()
+        completions = [self.judge_one(r) for r in requests]
+        wall = time.perf_counter() - t0
+        info = JudgeInfo(model="naive", model_hash="-", backend="naive")
+        judgments = [judgment_from(r, self.rubric, c, info, 0.0) for r, c in zip(requests, completions)]
+        return {
+            "items_timed": len(requests),
+            "wall_s": wall,
+            "prompt_tokens": sum(c.prompt_tokens for c in completions),
+            "completion_tokens": sum(c.completion_tokens for c in completions),
+            "scored": sum(j.status == "scored" for j in judgments),
+            "method": f"text (<= {self.args.max_tokens} tokens)",
+        }
+
+    def close(self) -> None:
+        self.model = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+
+
+def _rates(r: dict[str, Any]) -> dict[str, Any]:
+    r["judgments_per_s"] = r["items_timed"] / r["wall_s"]
+    r["prompt_tokens_per_s"] = r["prompt_tokens"] / r["wall_s"]
+    r["mean_prompt_tokens"] = r["prompt_tokens"] / r["items_timed"]
+    r["mean_completion_tokens"] = r["completion_tokens"] / r["items_timed"]
+    return r
+
+
+def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    best = dict(min(runs, key=lambda r: r["wall_s"]))
+    best["all_wall_s"] = [round(r["wall_s"], 3) for r in runs]
+    return best
+
+
+def report_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def table(results: dict[str, dict[str, Any]], n: int) -> str:
+    head = f"{'system':<8} {'items':>12} {'judge s':>9} {'judgments/s':>12} {'prompt tok/s':>13} " \
+           f"{'tok/item':>9} {'gen/item':>9} {'scored':>8}  verdict"  # fmt: skip
+    lines = [head, "-" * len(head)]
+    for name, r in results.items():
+        items = f"{r['items_timed']}" + (f" (of {n})*" if r["items_timed"] < n else "")
+        lines.append(
+            f"{name:<8} {items:>12} {r['wall_s'] * n / r['items_timed']:>9.1f} {r['judgments_per_s']:>12.2f} "
+            f"{r['prompt_tokens_per_s']:>13.0f} {r['mean_prompt_tokens']:>9.0f} {r['mean_completion_tokens']:>9.1f} "
+            f"{r['scored']:>4}/{r['items_timed']:<3}  {r.get('method')}"
+        )
+    if any(r["items_timed"] < n for r in results.values()):
+        lines.append(f"* timed on a subset; 'judge s' is extrapolated per item to {n} items")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=256, help="Judgments per system (default 256).")
+    p.add_argument("--naive-n", type=int, default=64, help="Items the naive loop times (default 64; extrapolated).")
+    p.add_argument("--max-tokens", type=int, default=32, help="Most generated tokens per JSON verdict (default 32).")
+    p.add_argument("--method", default="auto", choices=["auto", "logprob", "json"],
+                   help="scoring.method: how verdicts are asked for (default auto, the product default).")  # fmt: skip
+    p.add_argument("--item-tokens", type=int, default=300, help="Tokens of prompt + response per item (default 300).")
+    p.add_argument("--rubric", default="helpfulness", help="Pointwise rubric id (default helpfulness).")
+    p.add_argument("--model", default="bundled", help="Judge model directory or 'bundled'.")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="Compute dtype, all systems.")
+    p.add_argument("--batch-size", type=int, default=64, help="run_job batch size (requests per backend call).")
+    p.add_argument("--hf-batch-size", type=int, default=16, help="hf backend forward batch size.")
+    p.add_argument("--max-num-seqs", type=int, default=256, help="vLLM: most sequences per engine step.")
+    p.add_argument("--kv-cache-gib", type=int, default=1, help="vLLM-CPU KV cache (GiB) when not set in the env.")
+    p.add_argument("--no-prefix-caching", action="store_true", help="vLLM: disable prefix caching.")
+    p.add_argument("--compile", action="store_true", help="vLLM: torch.compile (slower start) instead of eager.")
+    p.add_argument("--repeats", type=int, default=1, help="Time every system this many times; report the fastest.")
+    p.add_argument("--skip", action="append", default=[], choices=["naive", "hf", "vllm"], help="Skip a system.")
+    p.add_argument("--out", default=str(ROOT / "runs" / "bench" / "judge_throughput.json"), help="JSON output.")
+    args = p.parse_args(argv)
+    if not 1 <= args.naive_n <= args.n:
+        p.error(f"--naive-n must be in [1, --n={args.n}], got {args.naive_n}")
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(args.kv_cache_gib))
+    from judge._env import apply_runtime_defaults
+
+    apply_runtime_defaults()
+    import torch
+    from transformers import AutoTokenizer
+
+    from judge.backends import create_backend
+    from judge.models import resolve_model
+
+    model_dir = resolve_model(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    # A new set of items per repeat (the same sets for every system), so that no engine sees a
+    # prompt twice: only the rubric's shared prefix is ever cached, as in a real job.
+    item_sets = [make_items(args.n, tokenizer, args.item_tokens, seed=k) for k in range(args.repeats)]
+    warmup = make_items(4, tokenizer, args.item_tokens, seed=1000)
+    every = [(i.prompt, i.response) for items in item_sets + [warmup] for i in items]
+    assert len(set(every)) == len(every), "items must be distinct"
+
+    from judge.rubric import resolve_rubric
+    from judge.scoring import build_requests
+
+    rubric = resolve_rubric(args.rubric)
+    if rubric.mode != "pointwise":
+        p.error(f"--rubric must be a pointwise rubric, got {args.rubric!r} ({rubric.mode})")
+
+    results: dict[str, dict[str, Any]] = {}
+    setup: dict[str, float] = {}
+    load_start = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="judge-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        # The naive loop sends the judge prompt a user would: the rubric's messages, which ask for
+        # the JSON verdict, with the job's max_tokens (no prefill, no constraint).
+        job = _job([], tmp / "plan", args, model_dir, method="json")
+        naive_requests = [
+            [build_requests(rubric, item, job, "bench")[0] for item in items[: args.naive_n]] for items in item_sets
+        ]
+        naive_warmup = [build_requests(rubric, item, job, "bench")[0] for item in warmup]
+        # The systems alternate, repeat after repeat, so that a change in the machine's load
+        # during the run hits them alike; each reports its fastest repeat.
+        backends: dict[str, Any] = {}
+        runs: dict[str, list[dict[str, Any]]] = {}
+        try:
+            if "naive" not in args.skip:
+                print("naive loop: loading ...", file=sys.stderr, flush=True)
+                t0 = time.perf_counter()
+                backends["naive"] = NaiveLoop(model_dir, args)
+                setup["naive_load_s"] = time.perf_counter() - t0
+            if "hf" not in args.skip:
+                print("hf backend: loading ...", file=sys.stderr, flush=True)
+                t0 = time.perf_counter()
+                backends["hf"] = create_backend("hf", model=model_dir, dtype=args.dtype, batch_size=args.hf_batch_size)
+                setup["hf_load_s"] = time.perf_counter() - t0
+            if "vllm" not in args.skip:
+                print("vllm backend: starting the engine ...", file=sys.stderr, flush=True)
+                t0 = time.perf_counter()
+                backends["vllm"] = create_backend(
+                    "vllm",
+                    model=model_dir,
+                    dtype=args.dtype,
+                    max_model_len=2048,
+                    enforce_eager=not args.compile,
+                    enable_prefix_caching=not args.no_prefix_caching,
+                    max_num_seqs=args.max_num_seqs,
+                )
+                setup["vllm_engine_start_s"] = time.perf_counter() - t0
+            runs = {name: [] for name in backends}
+            for k in range(args.repeats):
+                for name, be in backends.items():
+                    print(f"{name}: repeat {k + 1}/{args.repeats} ...", file=sys.stderr, flush=True)
+                    if name == "naive":
+                        runs[name].append(be.run(naive_requests[k], naive_warmup))
+                    else:
+                        runs[name].append(run_product(name, be, item_sets[k], warmup, args, tmp, k, model_dir))
+        finally:
+            for be in backends.values():
+                be.close()
+        for name, rs in runs.items():
+            results[name] = _rates(_best(rs))
+        load_end = os.getloadavg()
+
+    ratios: dict[str, float] = {}
+    if "vllm" in results:
+        for base in ("hf", "naive"):
+            if base in results:
+                ratios[f"vllm/{base}"] = results["vllm"]["judgments_per_s"] / results[base]["judgments_per_s"]
+    if "hf" in results and "naive" in results:
+        ratios["hf/naive"] = results["hf"]["judgments_per_s"] / results["naive"]["judgments_per_s"]
+    per_repeat: dict[str, list[float]] = {}
+    for a, b in (("vllm", "hf"), ("vllm", "naive"), ("hf", "naive")):
+        if a in runs and b in runs:
+            per_repeat[f"{a}/{b}"] = [
+                round((ra["items_timed"] / ra["wall_s"]) / (rb["items_timed"] / rb["wall_s"]), 3)
+                for ra, rb in zip(runs[a], runs[b])
+            ]
+    agreement = None
+    if "hf" in runs and "vllm" in runs:  # the same items (repeat 1), greedy on both
+        a, b = runs["hf"][0]["scores"], runs["vllm"][0]["scores"]
+        agreement = sum(a[k] == b.get(k) for k in a) / len(a)
+
+    print()
+    print(table(results, args.n))
+    print()
+    print(f"machine load average (1 min): {load_start[0]:.1f} at start, {load_end[0]:.1f} at end "
+          f"on {report_cpus()} CPUs")  # fmt: skip
+    print("setup (not counted): " + ", ".join(f"{k} {v:.1f}s" for k, v in setup.items()))
+    print("ratios (judgments/s, fastest repeats): " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+    if args.repeats > 1:
+        print("ratios per repeat: " + "; ".join(f"{k} " + ", ".join(f"{x:.2f}x" for x in v) for k, v in per_repeat.items()))
+    targets = {"vllm/hf": 3.0, "vllm/naive": 10.0}
+    met = {k: ratios[k] >= t for k, t in targets.items() if k in ratios}
+    if met:
+        print("targets: " + ", ".join(f"{k} >= {targets[k]:.0f}x {'met' if ok else 'NOT met'}" for k, ok in met.items()))
+    if agreement is not None:
+        print(f"hf and vllm gave the same scores on {agreement:.0%} of items (greedy, {args.dtype})")
+
+    report = {
+        "benchmark": "judge_throughput",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": {k: v for k, v in vars(args).items() if k != "out"},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": report_cpus(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND"),
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE"),
+        },
+        "load_average_1m": {"start": round(load_start[0], 2), "end": round(load_end[0], 2)},
+        "setup_s": {k: round(v, 2) for k, v in setup.items()},
+        "results": {
+            name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "scores"}
+            for name, r in results.items()
+        },
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "ratios_per_repeat": per_repeat,
+        "targets": {k: {"target": targets[k], "met": ok} for k, ok in met.items()},
+        "hf_vllm_score_agreement": agreement,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(out.name + ".tmp")
+    tmp_out.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp_out, out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
