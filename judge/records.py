@@ -12,7 +12,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "Item",
@@ -53,6 +53,14 @@ class Item(_Record):
     response_b: str | None = Field(default=None, description="Second response of a pair (pairwise).")
     reference: str | None = Field(default=None, description="Reference answer (reference mode).")
     meta: dict[str, Any] = Field(default_factory=dict, description="Free-form metadata, carried through.")
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _integer_id_as_text(cls, v: Any) -> Any:
+        # Many datasets number their rows; an integer id is the same id written as text.
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        return v
 
     @model_validator(mode="after")
     def _derive_id(self) -> "Item":

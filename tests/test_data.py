@@ -72,3 +72,11 @@ def test_unreadable_datasets_are_errors(tmp_path):
     fake.write_text(json.dumps({"prompt": "not parquet"}), encoding="utf-8")
     with pytest.raises(DataError, match="not a readable Parquet file"):
         list(iter_rows(fake))
+
+
+def test_integer_ids_are_read_as_text():
+    from judge.records import Item
+
+    assert Item.model_validate({"id": 17, "prompt": "p", "response": "r"}).id == "17"
+    with pytest.raises(Exception):
+        Item.model_validate({"id": True, "prompt": "p", "response": "r"})
