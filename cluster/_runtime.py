@@ -65,6 +65,7 @@ def connect(cc: ClusterConfig) -> Connection:
     try:
         ray.init(address=cc.address, log_to_driver=False)
     except Exception as exc:  # ConnectionError, or Ray's own errors for a bad address
+        ray.shutdown()  # a failed Ray Client connection leaves client mode on in this process
         raise ClusterError(
             f"cannot join the Ray cluster at cluster.address={cc.address!r}: {exc}. Start one with "
             "`ray start --head` (or `ray up cluster/cluster.yaml`), or leave cluster.address unset "

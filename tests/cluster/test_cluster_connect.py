@@ -19,6 +19,13 @@ def test_an_unreachable_cluster_address_is_a_clear_error():
     with pytest.raises(ClusterError, match=r"cannot join the Ray cluster at cluster.address='ray://127.0.0.1:9'"):
         connect(ClusterConfig(enabled=True, address="ray://127.0.0.1:9"))
     assert not ray.is_initialized()
+    # The process can still start a private cluster afterwards.
+    conn = connect(ClusterConfig(enabled=True, workers=1))
+    try:
+        assert conn.owned and ray.cluster_resources()["CPU"] >= 1
+    finally:
+        conn.close()
+    assert not ray.is_initialized()
 
 
 def test_workers_without_resources_are_refused():
