@@ -57,6 +57,84 @@ def _rationale_rubric(base: str, workdir: Path) -> Path:
     return path
 
 
+def _long_context_only(args, configs, times, work) -> int:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    acc = {k: uncached_tokens(configs[k][1], configs[k][0]) for k in configs}
+    result = {
+        "long_context_words": args.long_context,
+        "repeats": args.repeats,
+        "judge_s": {k: round(v, 3) for k, v in med.items()},
+        "timings_s": times,
+        "ratio_both_over_single": round(med["L_both_logprob"] / med["L_single_logprob"], 3),
+        "predicted_from_uncached_tokens": round(acc["L_both_logprob"]["uncached_tokens"] / acc["L_single_logprob"]["uncached_tokens"], 3),
+        "token_accounting": acc,
+    }
+    result["target_at_most_1.3x"] = result["ratio_both_over_single"] <= 1.3
+    out = Path(args.out).with_name(Path(args.out).stem + f"_context{args.long_context}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"both orders vs one order with a {args.long_context}-word context per question (median of {args.repeats}):")
+    print(f"  one order {med['L_single_logprob']:.2f}s, both orders {med['L_both_logprob']:.2f}s: "
+          f"ratio {result['ratio_both_over_single']} (predicted from uncached prompt tokens {result['predicted_from_uncached_tokens']})")
+    print(f"  wrote {out}")
+    return 0
+
+
+def _with_context(path: Path, words: int, workdir: Path) -> Path:
+    """The labelled pairs, each question preceded by its own deterministic context passage."""
+    import random
+
+    vocab = (
+        "the report notes that a committee reviewed several proposals during the spring and found "
+        "clear differences in cost schedule quality risk and expected benefit for local residents while "
+        "engineers measured river levels rainfall traffic and energy use across three districts"
+    ).split()
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        rng = random.Random(r["id"])
+        passage = " ".join(rng.choice(vocab) for _ in range(words))
+        r["prompt"] = f"Context:\n{passage}.\n\nQuestion: {r['prompt']}"
+        rows.append(json.dumps(r))
+    out = workdir / f"{path.stem}-context{words}.jsonl"
+    out.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return out
+
+
+def uncached_tokens(cfg, data: Path, block: int = 16) -> dict:
+    """Prompt tokens a prefix cache of ``block``-token blocks cannot serve, for the requests of
+    ``cfg`` on ``data`` in dispatch order: the cost model of the both-orders ratio."""
+    from transformers import AutoTokenizer
+
+    from judge.backends._chat import render_chat_ids
+    from judge.eval import _items, read_labelled
+    from judge.models import resolve_model
+    from judge.rubric import resolve_rubric
+    from judge.scoring import build_requests
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(cfg.judge.model))
+    rubric = resolve_rubric(cfg.rubrics[0])
+    kind, rows, _ = read_labelled(data)
+    seen: set[tuple[int, ...]] = set()
+    total = fresh = n = 0
+    for item in _items(kind, rows):
+        for req in build_requests(rubric, item, cfg, "bench"):
+            ids = render_chat_ids(tok, req.messages)
+            cached = 0
+            for end in range(block, len(ids) + 1, block):
+                key = tuple(ids[:end])
+                if key in seen:
+                    cached = end
+                else:
+                    break
+            for end in range(block, len(ids) + 1, block):
+                seen.add(tuple(ids[:end]))
+            total += len(ids)
+            fresh += len(ids) - cached
+            n += 1
+    return {"requests": n, "prompt_tokens": total, "uncached_tokens": fresh, "uncached_per_request": round(fresh / n, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backend", default="vllm")
@@ -66,9 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--point-rubric", default="helpfulness")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--bootstrap", type=int, default=1000)
-    ap.add_argument("--max-tokens", type=int, default=160, help="JSON verdicts (with a rationale) may use this many")
+    ap.add_argument("--max-tokens", type=int, default=256, help="Most tokens a JSON verdict (with a rationale) may use (the job default).")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench" / "judge_quality.json"))
+    ap.add_argument(
+        "--long-context", type=int, default=0, metavar="WORDS",
+        help="Also measure one order vs both orders on the pairs with a distinct context of this many "
+        "words before each question (the regime of document-grounded judging).",
+    )
+    ap.add_argument("--only-long-context", action="store_true", help="Measure only the --long-context pair of runs.")
     args = ap.parse_args(argv)
+    if args.only_long_context and args.long_context <= 0:
+        ap.error("--only-long-context needs --long-context WORDS")
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from judge._env import apply_runtime_defaults
@@ -106,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         "p_logprob": (POINTS, job(args.point_rubric, scoring={"method": "logprob"})),
         "p_json_rationale": (POINTS, job(str(rationale), scoring={"method": "json"})),
     }
+    if args.long_context > 0:
+        long_pairs = _with_context(PAIRS, args.long_context, work)
+        configs["L_single_logprob"] = (long_pairs, job(args.pair_rubric, pairwise_orders="AB", scoring={"method": "logprob"}))
+        configs["L_both_logprob"] = (long_pairs, job(args.pair_rubric, scoring={"method": "logprob"}))
+    if args.only_long_context:
+        configs = {k: v for k, v in configs.items() if k.startswith("L_")}
     times: dict[str, list[float]] = {k: [] for k in configs}
     reports: dict[str, dict] = {}
     names = list(configs)
@@ -120,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             if rep == 0:
                 reports[name] = report
             print(f"  run {rep + 1}/{args.repeats} {name:<24} {report['timing']['judge_s']:7.2f}s", file=sys.stderr)
+    if args.only_long_context:
+        backend.close()
+        return _long_context_only(args, configs, times, work)
     # (c): the judgments of (b), combined by averaged probabilities (config band, then fitted band).
     _, bcfg = configs["b_both_logprob_strict"]
     avg_cfg = bcfg.model_copy(update={"scoring": bcfg.scoring.model_copy(update={"pairwise_policy": "average-probability"})})
@@ -168,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                 "first_shown_win_rate": (m.get("position") or {}).get("first_shown_win_rate"),
                 "judge_s": round(med[key], 3),
                 "judgments": n_judg[key],
-                "items_per_s": round(len(reports[key]["rejected"]) * 0 + m["n"] / med[key], 3),
+                "items_per_s": round(m["n"] / med[key], 3),
                 "judgments_per_s": round(n_judg[key] / med[key], 3),
                 "tie_threshold": reports[key]["scoring"]["tie_threshold"] if "average" in reports[key]["scoring"]["pairwise_policy"] else None,
             }
@@ -180,10 +275,22 @@ def main(argv: list[str] | None = None) -> int:
         "both_orders_logprob_over_single_json": round(med["b_both_logprob_strict"] / med["a_single_json"], 3),
         "json_rationale_over_logprob_pointwise": round(med["p_json_rationale"] / med["p_logprob"], 3),
     }
+    if "L_both_logprob" in med:
+        ratios["long_context_both_over_single_logprob"] = round(med["L_both_logprob"] / med["L_single_logprob"], 3)
     prompt_tokens = {
         k: reports[k]["timing"] for k in configs
     }
+    acc_keys = [k for k in ("a1_single_logprob", "b_both_logprob_strict", "L_single_logprob", "L_both_logprob") if k in configs]
+    accounting = {k: uncached_tokens(configs[k][1], configs[k][0]) for k in acc_keys}
+    accounting["predicted_both_over_single"] = round(
+        accounting["b_both_logprob_strict"]["uncached_tokens"] / accounting["a1_single_logprob"]["uncached_tokens"], 3
+    )
+    if "L_both_logprob" in accounting:
+        accounting["predicted_long_context_both_over_single"] = round(
+            accounting["L_both_logprob"]["uncached_tokens"] / accounting["L_single_logprob"]["uncached_tokens"], 3
+        )
     result = {
+        "token_accounting": accounting,
         "backend": args.backend,
         "model": model,
         "dtype": args.dtype,
@@ -204,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": ratios,
         "targets": {
             "both_orders_at_most_1.3x_single": ratios["both_orders_logprob_over_single_logprob"] <= 1.3,
+        **(
+            {"long_context_both_orders_at_most_1.3x_single": ratios["long_context_both_over_single_logprob"] <= 1.3}
+            if "long_context_both_over_single_logprob" in ratios
+            else {}
+        ),
             "logprob_at_least_3x_faster_than_json_rationale": ratios["json_rationale_over_logprob_pointwise"] >= 3.0,
         },
         "timings_s": times,
@@ -239,6 +351,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    {label:<32} {p['judge_s']:7.2f}s  {p['judgments_per_s']:6.2f} judg/s  Spearman {num(p['spearman'])}  "
               f"kappa(q) {num(p['kappa_quadratic'])}  coverage {pct(p['coverage'])}")
     print("  ratios: " + ", ".join(f"{k} {v}" for k, v in ratios.items()))
+    acc = result["token_accounting"]
+    print(
+        f"  prompt tokens a prefix cache cannot serve: one order {acc['a1_single_logprob']['uncached_tokens']}, "
+        f"both orders {acc['b_both_logprob_strict']['uncached_tokens']} (ratio {acc['predicted_both_over_single']}; "
+        f"{acc['a1_single_logprob']['uncached_per_request']} per single-order request)"
+    )
+    if "predicted_long_context_both_over_single" in acc:
+        print(
+            f"  with a {args.long_context}-word context per question: one order {acc['L_single_logprob']['uncached_tokens']}, "
+            f"both orders {acc['L_both_logprob']['uncached_tokens']} (ratio {acc['predicted_long_context_both_over_single']}); "
+            f"measured {ratios['long_context_both_over_single_logprob']}"
+        )
     print("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in result["targets"].items()))
     print(f"  wrote {out}")
     return 0
