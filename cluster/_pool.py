@@ -138,6 +138,12 @@ class JudgePool:
         """The workers' actor handles (e.g. to kill one in a test)."""
         return [w.actor for w in self._workers]
 
+    def status(self) -> list[dict[str, Any]]:
+        """Each worker's state now: up (``available``), dead, and batches in flight."""
+        return [
+            {"name": w.name, "available": w.available, "dead": w.dead, "inflight": w.inflight} for w in self._workers
+        ]
+
     def start(self) -> None:
         """Reserve the resources, start every worker and wait until each has loaded its backend."""
         if self._started:

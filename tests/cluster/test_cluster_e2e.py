@@ -35,7 +35,9 @@ def test_pool_results_equal_the_single_process_engine(pool, items, reference, tm
     got = judgment_set(cfg.output)
     assert got == reference, describe_difference(got, reference)
     workers = summary.extra["workers"]
-    assert all(w["judgments"] > 0 for w in workers), workers  # both workers judged
+    assert sum(w["judgments"] for w in workers) == N_ITEMS
+    if summary.extra["failures"] == 0:  # (a shared machine's memory pressure may kill a worker)
+        assert all(w["judgments"] > 0 for w in workers), workers  # both workers judged
     assert summary.judge["backend"] == "vllm" and summary.judge["dtype"] == "float32"
 
 
@@ -43,14 +45,16 @@ def test_killed_worker_is_retried_and_every_item_judged_once(pool, ray_local, it
     cfg = _cfg(items, tmp_path)
     killed = []
 
-    def kill_w0(n_batches: int) -> None:
-        if not killed:
-            ray_local.kill(pool.actors[0], no_restart=False)  # Ray restarts it (max_restarts=2)
-            killed.append(n_batches)
+    def kill_a_busy_worker(n_batches: int) -> None:
+        busy = [i for i, w in enumerate(pool.status()) if w["available"] and w["inflight"] > 0]
+        if busy and not killed:
+            ray_local.kill(pool.actors[busy[0]], no_restart=False)  # Ray restarts it (max_restarts=2)
+            killed.append(busy[0])
 
-    summary = run_cluster_job(cfg, progress=False, on_batch=kill_w0, pool=pool)
+    summary = run_cluster_job(cfg, progress=False, on_batch=kill_a_busy_worker, pool=pool)
     keys = [json.loads(line)["key"] for line in cfg.output.read_text().splitlines()]
     assert killed and len(keys) == len(set(keys)) == N_ITEMS
     assert summary.extra["failures"] >= 1 and summary.extra["retries"] >= 1, summary.extra
+    assert summary.extra["workers"][killed[0]]["failures"] >= 1
     got = judgment_set(cfg.output)
     assert got == reference, describe_difference(got, reference)
