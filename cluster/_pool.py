@@ -227,7 +227,16 @@ class JudgePool:
                 try:
                     self._mark_ready(w, ray.get(done[0]))
                 except ray.exceptions.RayError as exc:
-                    raise ClusterError(f"worker {w.name} failed to start: {_error_text(exc)}") from None
+                    # An error raised by the worker's own start (a missing model, a bad option) is
+                    # final. A worker lost while loading (out of memory, its node gone) is being
+                    # restarted by Ray: wait for it again, as often as it may restart.
+                    init_failed = getattr(exc, "actor_init_failed", False) or isinstance(exc, ray.exceptions.RayTaskError)
+                    w.failures += 1
+                    w.last_error = _error_text(exc)
+                    if init_failed or w.failures > cc.max_restarts:
+                        raise ClusterError(f"worker {w.name} failed to start: {w.last_error}") from None
+                    self.failures += 1
+                    pending[w.actor.ready.remote()] = w
         except BaseException:
             self.close()
             raise

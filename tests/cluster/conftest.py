@@ -8,6 +8,10 @@ from pathlib import Path
 # Read when Ray is imported: keep the private test cluster on the loopback interface.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Ray's memory monitor counts every process on the machine; on a shared test machine it would kill
+# judge workers at its default 95% while other jobs hold the memory. (The pool survives such kills,
+# but each one costs an engine restart.)
+os.environ.setdefault("RAY_memory_usage_threshold", "0.98")
 
 import pytest  # noqa: E402
 from cluster_helpers import N_ITEMS, job_dict, judgment_set, write_items  # noqa: E402

@@ -101,6 +101,13 @@ def test_a_job_with_nothing_to_do_starts_no_workers(tmp_path, ray_local):
     pool.close()
 
 
+def test_a_worker_that_cannot_create_its_backend_fails_the_start_at_once(tmp_path, ray_local):
+    cfg = _cfg(tmp_path, n=4)
+    cfg.judge.options["no_such_option"] = 1
+    with pytest.raises(ClusterError, match=r"worker w\d failed to start: .*no_such_option"):
+        run_cluster_job(cfg, progress=False)
+
+
 @pytest.mark.parametrize(
     "cluster, expected",
     [
