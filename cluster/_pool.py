@@ -303,7 +303,13 @@ class JudgePool:
         """Send batches to free workers and yield their results in completion order."""
         ray = self._ray
         RayError = ray.exceptions.RayError
-        RayActorError = ray.exceptions.RayActorError
+        # A worker process lost (killed, out of memory, its node gone): wait for Ray to restart it.
+        WorkerLost = (
+            ray.exceptions.RayActorError,
+            ray.exceptions.OutOfMemoryError,
+            ray.exceptions.WorkerCrashedError,
+            ray.exceptions.NodeDiedError,
+        )
         ActorUnavailableError = ray.exceptions.ActorUnavailableError
         it = iter(batches)
         first = next(it, None)
@@ -366,7 +372,7 @@ class JudgePool:
                 w.inflight -= 1
                 try:
                     completions, elapsed = ray.get(ref)
-                except RayActorError as exc:
+                except WorkerLost as exc:
                     self._failed(w, task, _error_text(exc), waiting)
                     if w.available:
                         w.available = False
