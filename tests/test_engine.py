@@ -89,7 +89,8 @@ def test_bad_rows_go_to_rejects_with_line_numbers_and_the_job_goes_on(tmp_path):
                 '{"id": "no-response", "prompt": "p"}',
                 '{"id": "no-prompt", "response": "r"}',
                 '{"id": "typo", "prompt": "p", "response": "r", "respnse": "x"}',
-                '{"id": 7, "prompt": "p", "response": "r"}',
+                '{"id": [7], "prompt": "p", "response": "r"}',
+                '{"id": 7, "prompt": "p3", "response": "r3"}',
                 "",
                 '{"id": "ok-2", "prompt": "p2", "response": "r2"}',
             ]
@@ -110,8 +111,8 @@ def test_bad_rows_go_to_rejects_with_line_numbers_and_the_job_goes_on(tmp_path):
     assert "respnse: Extra inputs are not permitted" in reasons[6]
     assert "id: Input should be a valid string" in reasons[7]
     assert rejects[2]["row"] == {"id": "no-response", "prompt": "p"}  # the row itself is kept
-    assert [j.item_id for j in read_judgments(paths.output)] == ["ok-1", "ok-2"]
-    assert (summary.rows, summary.items, summary.rejected, summary.judgments) == (8, 2, 6, 2)
+    assert [j.item_id for j in read_judgments(paths.output)] == ["ok-1", "7", "ok-2"]  # an integer id is text
+    assert (summary.rows, summary.items, summary.rejected, summary.judgments) == (9, 3, 6, 3)
 
 
 def test_a_bad_rubric_fails_before_the_backend_is_created(tmp_path):
