@@ -722,7 +722,7 @@ def _judge_lines(name: str, m: dict[str, Any], kind: str) -> list[str]:
         lines += [
             f"    accuracy (3-way, ties included)  {_v(m['accuracy'])}",
             f"    accuracy (human-decided pairs)   {_v(m['accuracy_no_ties'])}",
-            f"    accuracy (both decided, n={m['n_decisive']})  {_v(m['decisive_accuracy'])}",
+            f"    {'accuracy (both decided, n=' + str(m['n_decisive']) + ')':<34}{_v(m['decisive_accuracy'])}",
             f"    Cohen's kappa                     {_v(m['kappa'], pct=False)}",
         ]
         if m.get("swap_consistency") is not None:
@@ -767,19 +767,23 @@ def _judge_lines(name: str, m: dict[str, Any], kind: str) -> list[str]:
         ln = m.get("length") or {}
         if ln:
             lines.append(
-                f"    Spearman(score, length)           judge {ln.get('judge_score_length_spearman')}, "
-                f"humans {ln.get('human_score_length_spearman')}"
+                f"    Spearman(score, length)           judge {_f(ln.get('judge_score_length_spearman'))}, "
+                f"humans {_f(ln.get('human_score_length_spearman'))}"
             )
     for key, groups in (m.get("subsets") or {}).items():
         lines.append(f"    by meta.{key}:")
         for value, s in groups.items():
             extra = (
-                f"accuracy {_pct(s['accuracy'])}, human-decided {_pct(s['accuracy_no_ties'])}, kappa {s['kappa']}"
+                f"accuracy {_pct(s['accuracy'])}, human-decided {_pct(s['accuracy_no_ties'])}, kappa {_f(s['kappa'])}"
                 if kind == "pairwise"
-                else f"accuracy {_pct(s['accuracy'])}, kappa {s['kappa_quadratic']}, Spearman {s['spearman']}"
+                else f"accuracy {_pct(s['accuracy'])}, kappa {_f(s['kappa_quadratic'])}, Spearman {_f(s['spearman'])}"
             )
             lines.append(f"      {value:<20} n {s['n']:>4}  {extra}")
     return lines
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def _pct(x: float | None) -> str:

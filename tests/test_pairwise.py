@@ -272,7 +272,10 @@ def test_an_unreadable_order_never_becomes_a_winner(tmp_path):
 @pytest.mark.model
 @pytest.mark.vllm
 def test_both_orders_on_the_bundled_model(vllm_backend, tmp_path):
-    c = job(tmp_path)
+    rows = [json.loads(line) for line in pairs_file(tmp_path).read_text().splitlines()]
+    for r in rows:  # response A was written by the judge's own model: self-preference is measured
+        r["meta"] = {"generator_a": "SmolLM2-135M-Instruct", "generator_b": "someone-else"}
+    c = job(tmp_path).model_copy(update={"data": pairs_file(tmp_path, rows)})
     summary = run_job(c, backend=vllm_backend, progress=False)
     assert summary.judgments == 6 and summary.unscored == 0
     vs = read_pair_verdicts(verdicts_path(c.output))
@@ -293,5 +296,8 @@ def test_both_orders_on_the_bundled_model(vllm_backend, tmp_path):
         j = json.loads(line)
         probs = j["extra"]["probs"]
         assert j["extra"]["p_a"] == pytest.approx(probs["A"] + 0.5 * probs.get("tie", 0.0), abs=1e-5)
-    pos = summary.rubrics["instruction_following"]["bias"]["position"]
-    assert pos["n_pairs_both_orders"] == 3 and 0.0 <= pos["mean_p_first_shown"] <= 1.0
+    bias = summary.rubrics["instruction_following"]["bias"]
+    assert bias["position"]["n_pairs_both_orders"] == 3 and 0.0 <= bias["position"]["mean_p_first_shown"] <= 1.0
+    decided = sum(1 for v in vs if v.winner in ("A", "B", "tie"))
+    assert bias["self_preference"]["n"] == decided
+    assert bias["length"]["n_pairs"] <= 3
