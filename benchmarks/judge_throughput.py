@@ -270,6 +270,91 @@ def table(results: dict[str, dict[str, Any]], n: int) -> str:
     return "\n".join(lines)
 
 
+def report(
+    runs: dict[str, list[dict[str, Any]]],
+    setup: dict[str, float],
+    load_start: tuple[float, ...],
+    args: argparse.Namespace,
+    final: bool,
+) -> None:
+    """Rates and ratios from the repeats done so far: written to the JSON, printed when final.
+
+    Called after every repeat, so that a run stopped early still leaves its measurements.
+    """
+    import torch
+
+    load_now = os.getloadavg()
+    done = min((len(rs) for rs in runs.values()), default=0)
+    results = {name: _rates(_best(rs[:done])) for name, rs in runs.items() if done}
+    ratios: dict[str, float] = {}
+    for a, b in (("vllm", "hf"), ("vllm", "naive"), ("hf", "naive")):
+        if a in results and b in results:
+            ratios[f"{a}/{b}"] = results[a]["judgments_per_s"] / results[b]["judgments_per_s"]
+    per_repeat: dict[str, list[float]] = {}
+    for a, b in (("vllm", "hf"), ("vllm", "naive"), ("hf", "naive")):
+        if a in runs and b in runs:
+            per_repeat[f"{a}/{b}"] = [
+                round((ra["items_timed"] / ra["wall_s"]) / (rb["items_timed"] / rb["wall_s"]), 3)
+                for ra, rb in zip(runs[a][:done], runs[b][:done])
+            ]
+    agreement = None
+    if done and "hf" in runs and "vllm" in runs:  # the same items (repeat 1), greedy on both
+        sa, sb = runs["hf"][0]["scores"], runs["vllm"][0]["scores"]
+        agreement = sum(sa[k] == sb.get(k) for k in sa) / len(sa)
+    targets = {"vllm/hf": 3.0, "vllm/naive": 10.0}
+    met = {k: ratios[k] >= t for k, t in targets.items() if k in ratios}
+
+    if final:
+        print()
+        print(table(results, args.n))
+        print()
+        print(f"machine load average (1 min): {load_start[0]:.1f} at start, {load_now[0]:.1f} at end "
+              f"on {report_cpus()} CPUs")  # fmt: skip
+        print("setup (not counted): " + ", ".join(f"{k} {v:.1f}s" for k, v in setup.items()))
+        print("ratios (judgments/s, fastest repeats): " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+        if done > 1:
+            print("ratios per repeat: "
+                  + "; ".join(f"{k} " + ", ".join(f"{x:.2f}x" for x in v) for k, v in per_repeat.items()))  # fmt: skip
+        if met:
+            print("targets: " + ", ".join(f"{k} >= {targets[k]:.0f}x {'met' if ok else 'NOT met'}" for k, ok in met.items()))
+        if agreement is not None:
+            print(f"hf and vllm gave the same scores on {agreement:.0%} of items (greedy, {args.dtype})")
+
+    out = {
+        "benchmark": "judge_throughput",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "complete": final,
+        "repeats_done": done,
+        "config": {k: v for k, v in vars(args).items() if k != "out"},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": report_cpus(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND"),
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE"),
+        },
+        "load_average_1m": {"start": round(load_start[0], 2), "end": round(load_now[0], 2)},
+        "setup_s": {k: round(v, 2) for k, v in setup.items()},
+        "results": {
+            name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "scores"}
+            for name, r in results.items()
+        },
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "ratios_per_repeat": per_repeat,
+        "targets": {k: {"target": targets[k], "met": ok} for k, ok in met.items()},
+        "hf_vllm_score_agreement": agreement,
+    }
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    os.replace(tmp, path)
+    if final:
+        print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=256, help="Judgments per system (default 256).")
@@ -298,7 +383,6 @@ def main(argv: list[str] | None = None) -> int:
     from judge._env import apply_runtime_defaults
 
     apply_runtime_defaults()
-    import torch
     from transformers import AutoTokenizer
 
     from judge.backends import create_backend
@@ -320,7 +404,6 @@ def main(argv: list[str] | None = None) -> int:
     if rubric.mode != "pointwise":
         p.error(f"--rubric must be a pointwise rubric, got {args.rubric!r} ({rubric.mode})")
 
-    results: dict[str, dict[str, Any]] = {}
     setup: dict[str, float] = {}
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="judge-bench-") as tmpdir:
@@ -368,78 +451,12 @@ def main(argv: list[str] | None = None) -> int:
                         runs[name].append(be.run(naive_requests[k], naive_warmup))
                     else:
                         runs[name].append(run_product(name, be, item_sets[k], warmup, args, tmp, k, model_dir))
+                report(runs, setup, load_start, args, final=False)
         finally:
             for be in backends.values():
                 be.close()
-        for name, rs in runs.items():
-            results[name] = _rates(_best(rs))
-        load_end = os.getloadavg()
 
-    ratios: dict[str, float] = {}
-    if "vllm" in results:
-        for base in ("hf", "naive"):
-            if base in results:
-                ratios[f"vllm/{base}"] = results["vllm"]["judgments_per_s"] / results[base]["judgments_per_s"]
-    if "hf" in results and "naive" in results:
-        ratios["hf/naive"] = results["hf"]["judgments_per_s"] / results["naive"]["judgments_per_s"]
-    per_repeat: dict[str, list[float]] = {}
-    for a, b in (("vllm", "hf"), ("vllm", "naive"), ("hf", "naive")):
-        if a in runs and b in runs:
-            per_repeat[f"{a}/{b}"] = [
-                round((ra["items_timed"] / ra["wall_s"]) / (rb["items_timed"] / rb["wall_s"]), 3)
-                for ra, rb in zip(runs[a], runs[b])
-            ]
-    agreement = None
-    if "hf" in runs and "vllm" in runs:  # the same items (repeat 1), greedy on both
-        a, b = runs["hf"][0]["scores"], runs["vllm"][0]["scores"]
-        agreement = sum(a[k] == b.get(k) for k in a) / len(a)
-
-    print()
-    print(table(results, args.n))
-    print()
-    print(f"machine load average (1 min): {load_start[0]:.1f} at start, {load_end[0]:.1f} at end "
-          f"on {report_cpus()} CPUs")  # fmt: skip
-    print("setup (not counted): " + ", ".join(f"{k} {v:.1f}s" for k, v in setup.items()))
-    print("ratios (judgments/s, fastest repeats): " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
-    if args.repeats > 1:
-        print("ratios per repeat: " + "; ".join(f"{k} " + ", ".join(f"{x:.2f}x" for x in v) for k, v in per_repeat.items()))
-    targets = {"vllm/hf": 3.0, "vllm/naive": 10.0}
-    met = {k: ratios[k] >= t for k, t in targets.items() if k in ratios}
-    if met:
-        print("targets: " + ", ".join(f"{k} >= {targets[k]:.0f}x {'met' if ok else 'NOT met'}" for k, ok in met.items()))
-    if agreement is not None:
-        print(f"hf and vllm gave the same scores on {agreement:.0%} of items (greedy, {args.dtype})")
-
-    report = {
-        "benchmark": "judge_throughput",
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": {k: v for k, v in vars(args).items() if k != "out"},
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": report_cpus(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND"),
-            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE"),
-        },
-        "load_average_1m": {"start": round(load_start[0], 2), "end": round(load_end[0], 2)},
-        "setup_s": {k: round(v, 2) for k, v in setup.items()},
-        "results": {
-            name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "scores"}
-            for name, r in results.items()
-        },
-        "ratios": {k: round(v, 3) for k, v in ratios.items()},
-        "ratios_per_repeat": per_repeat,
-        "targets": {k: {"target": targets[k], "met": ok} for k, ok in met.items()},
-        "hf_vllm_score_agreement": agreement,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(out.name + ".tmp")
-    tmp_out.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp_out, out)
-    print(f"wrote {out}")
+    report(runs, setup, load_start, args, final=True)
     return 0
 
 
