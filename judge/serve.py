@@ -96,8 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="judgeloop serve",
         add_help=False,
-        description="Serve a judge model with vLLM's OpenAI-compatible server. Unknown arguments "
-        "go to `vllm serve` unchanged (see `vllm serve --help`).",
+        description="Serve a judge model with vLLM's OpenAI-compatible server (for the openai "
+        "backend). Every other argument goes to `vllm serve` unchanged.",
     )
     p.add_argument("--model", default="bundled", help="Local model directory, or 'bundled' (default).")
     p.add_argument("--host", default="127.0.0.1", help="Interface to bind (default 127.0.0.1).")
