@@ -57,6 +57,40 @@ def _rationale_rubric(base: str, workdir: Path) -> Path:
     return path
 
 
+def _kind(data: Path) -> str:
+    return "pairwise" if "pairs" in data.stem else "pointwise"
+
+
+def _chunks(data: Path, size: int, workdir: Path) -> list[Path]:
+    """The items of a labelled set, as item files of ``size`` rows each."""
+    from judge.eval import _items, read_labelled
+
+    kind, rows, _ = read_labelled(data)
+    items = _items(kind, rows)
+    out = []
+    for i in range(0, len(items), size):
+        p = workdir / "chunks" / f"{data.stem}-{i // size}.jsonl"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("".join(it.model_dump_json() + "\n" for it in items[i : i + size]), encoding="utf-8")
+        out.append(p)
+    return out
+
+
+def _warm_items(workdir: Path) -> dict[str, Path]:
+    """One item of each kind outside the labelled sets: warms the rubric prompt in the cache."""
+    rows = {
+        "pairwise": {"id": "warm", "prompt": "Say hello.", "response_a": "Hello.", "response_b": "Hi there.",
+                     "reference": "Hello."},
+        "pointwise": {"id": "warm", "prompt": "Say hello.", "response": "Hello.", "reference": "Hello."},
+    }
+    out = {}
+    for kind, row in rows.items():
+        p = workdir / f"warm-{kind}.jsonl"
+        p.write_text(json.dumps(row) + "\n", encoding="utf-8")
+        out[kind] = p
+    return out
+
+
 def _long_context_only(args, configs, times, work) -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     acc = {k: uncached_tokens(configs[k][1], configs[k][0]) for k in configs}
@@ -142,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--pair-rubric", default="instruction_following")
     ap.add_argument("--point-rubric", default="helpfulness")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2, help="Timed passes over the sets.")
+    ap.add_argument("--chunk", type=int, default=10, help="Items per interleaved timing chunk.")
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--max-tokens", type=int, default=256, help="Most tokens a JSON verdict (with a rationale) may use (the job default).")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench" / "judge_quality.json"))
@@ -162,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     apply_runtime_defaults()
     from judge.backends import create_backend
     from judge.config import JobConfig
+    from judge.engine import run_job
     from judge.eval import run_eval
     from judge.models import resolve_model
 
@@ -201,17 +237,36 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, list[float]] = {k: [] for k in configs}
     reports: dict[str, dict] = {}
     names = list(configs)
+    chunks = {data: _chunks(data, args.chunk, work) for data, _ in configs.values()}
+    warm_items = _warm_items(work)
+    # Timing on a shared machine: every configuration runs chunk by chunk, interleaved with the
+    # others (rotating which goes first), so a load spike hits all of them alike. Before each chunk
+    # the prefix cache is emptied and warmed with one request on an item outside the set: every
+    # chunk starts from the same state (rubric prompt cached, no item cached).
     for rep in range(args.repeats):
-        order = names[rep % len(names):] + names[: rep % len(names)]
-        for name in order:
-            data, cfg = configs[name]
-            _reset_cache(backend)
-            out = work / f"{name}-{rep}"
-            report = run_eval(cfg, data, out, backend=backend, progress=False, bootstrap=args.bootstrap if rep == 0 else 0)
-            times[name].append(report["timing"]["judge_s"])
-            if rep == 0:
-                reports[name] = report
-            print(f"  run {rep + 1}/{args.repeats} {name:<24} {report['timing']['judge_s']:7.2f}s", file=sys.stderr)
+        spent = {k: 0.0 for k in names}
+        n_chunks = max(len(c) for c in chunks.values())
+        for ci in range(n_chunks):
+            shift = (rep + ci) % len(names)
+            for name in names[shift:] + names[:shift]:
+                data, cfg = configs[name]
+                if ci >= len(chunks[data]):
+                    continue
+                _reset_cache(backend)
+                warm = cfg.model_copy(update={"data": warm_items[_kind(data)], "output": work / "warm" / f"{name}-{rep}-{ci}.jsonl"})
+                run_job(warm, backend=backend, progress=False)
+                out = work / f"{name}-{rep}" / "judgments.jsonl"
+                chunk_cfg = cfg.model_copy(update={"data": chunks[data][ci], "output": out})
+                spent[name] += run_job(chunk_cfg, backend=backend, progress=False).judge_s
+        for name in names:
+            times[name].append(spent[name])
+            print(f"  run {rep + 1}/{args.repeats} {name:<24} {spent[name]:7.2f}s", file=sys.stderr)
+    for name in names:  # quality from the first pass's judgments (all resumed: no new work)
+        data, cfg = configs[name]
+        reports[name] = run_eval(cfg, data, work / f"{name}-0", backend=backend, progress=False, bootstrap=args.bootstrap)
+        reports[name]["timing"]["new_judgments"] = sum(
+            1 for _ in (work / f"{name}-0" / "judgments.jsonl").open(encoding="utf-8")
+        )
     if args.only_long_context:
         backend.close()
         return _long_context_only(args, configs, times, work)
