@@ -4,10 +4,13 @@ and logprob pointwise scoring vs JSON with a rationale, on the shipped labelled 
     python benchmarks/judge_quality.py                       # vLLM, the bundled model
     python benchmarks/judge_quality.py --backend hf --repeats 1
 
-Every configuration runs on the same loaded engine, with the prefix cache emptied before each run
-(so no configuration profits from another's cached prompts), ``--repeats`` times in rotating
-order; times are the median judge time. Prints a table and writes JSON (timings as ratios to the
-baselines measured in the same run).
+Every configuration runs on the same loaded engine, chunk by chunk (``--chunk`` items),
+interleaved with the others so that load from other processes hits all of them alike; before each
+chunk the prefix cache is emptied and warmed with one request outside the set (no configuration
+profits from another's cached prompts). ``--repeats`` timed passes; times are the median of the
+passes' summed judge time. Quality comes from the first pass's judgments. Prints a table and writes
+JSON (timings as ratios to the baselines measured in the same run), with a token account of the
+prompt tokens a prefix cache cannot serve, which predicts the both-orders ratio.
 
 Pairwise (``tests/data/pairs_labelled.jsonl``):
   (a) one order (AB), JSON verdict               - the usual single-order judge
