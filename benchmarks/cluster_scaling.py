@@ -220,7 +220,7 @@ def rss_child(n: int, work: Path) -> None:
     The peak is also read just before the engine's end-of-job step (pair verdicts and bias
     statistics over the finished output), so the streaming part of the job can be told apart.
     """
-    import judge.verdicts as verdicts
+    import judge._finish as finish_step
     from cluster import run_cluster_job
     from judge.config import JobConfig
 
@@ -238,14 +238,14 @@ def rss_child(n: int, work: Path) -> None:
     import ray  # noqa: F401  (imported before the baseline so it is not counted as the job's growth)
 
     marks: dict[str, float] = {}
-    finish = getattr(verdicts, "finish_job", None)
+    finish = getattr(finish_step, "finish_job", None)
     if finish is not None:
 
         def timed_finish(*a: Any, **kw: Any) -> Any:
             marks["before_end_of_job_mib"] = _hwm_mib()
             return finish(*a, **kw)
 
-        verdicts.finish_job = timed_finish
+        finish_step.finish_job = timed_finish
     base = _hwm_mib()
     t0 = time.perf_counter()
     summary = run_cluster_job(cfg, progress=False)

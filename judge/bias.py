@@ -12,15 +12,21 @@
   or their mean score against other responses' mean.
 
 Lengths are in characters of the response text.
+
+:class:`BiasStats` accumulates the diagnostics judgment by judgment and verdict by verdict in
+bounded memory: counters for position bias, and one small row per score or pair verdict in SQLite
+(in memory, or the file a job's end step works in) for the statistics that need every value, such
+as a rank correlation. The list functions below feed it from lists.
 """
 
 from __future__ import annotations
 
 import math
+import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from judge.metrics import spearman
 from judge.records import Judgment
 from judge.rubric import Rubric
 
@@ -28,7 +34,17 @@ if TYPE_CHECKING:
     from judge.config import JobConfig
     from judge.verdicts import PairVerdict
 
-__all__ = ["diagnostics", "item_features", "length_bias", "position_bias", "self_preference"]
+__all__ = [
+    "BiasStats",
+    "diagnostics",
+    "features_of",
+    "item_features",
+    "length_bias",
+    "position_bias",
+    "self_preference",
+]
+
+_FLUSH = 1000
 
 
 def _name(x: Any) -> str:
@@ -61,104 +77,241 @@ def _rate(hits: int, n: int) -> float | None:
     return round(hits / n, 4) if n else None
 
 
-def position_bias(judgments: Iterable[Judgment], verdicts: Iterable["PairVerdict"]) -> dict[str, Any]:
-    """First-shown win rate, mean P(first shown wins) and swap-inconsistency rate."""
-    decisive = first_won = 0
-    p_first: list[float] = []
+@dataclass
+class _Position:
+    decisive: int = 0
+    first_won: int = 0
+    p_first_sum: float = 0.0
+    p_first_n: int = 0
+    pairs_both: int = 0
+    pairs_inconsistent: int = 0
+
+    def __iadd__(self, other: "_Position") -> "_Position":
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "n_verdicts": self.decisive,
+            "first_shown_win_rate": _rate(self.first_won, self.decisive),
+            "mean_p_first_shown": round(self.p_first_sum / self.p_first_n, 4) if self.p_first_n else None,
+            "n_pairs_both_orders": self.pairs_both,
+            "swap_inconsistency_rate": _rate(self.pairs_inconsistent, self.pairs_both),
+        }
+
+
+def _gen(x: Any) -> str | None:
+    return _name(x) if x is not None else None
+
+
+class BiasStats:
+    """Bias diagnostics accumulated one judgment and one pair verdict at a time.
+
+    Args:
+        conn: a SQLite connection to keep the per-score and per-pair rows in (a job's end step
+            passes one on a temporary file); default: a private in-memory database.
+    """
+
+    def __init__(self, conn: sqlite3.Connection | None = None) -> None:
+        self._conn = conn if conn is not None else sqlite3.connect(":memory:")
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS bias_points (rubric TEXT, overall REAL, len INTEGER, gen TEXT)"
+        )
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS bias_pairs "
+            "(rubric TEXT, winner TEXT, len_a INTEGER, len_b INTEGER, gen_a TEXT, gen_b TEXT)"
+        )
+        self._position: dict[str, _Position] = {}
+        self._points: list[tuple[Any, ...]] = []
+        self._pairs: list[tuple[Any, ...]] = []
+
+    def _pos(self, rubric_hash: str) -> _Position:
+        return self._position.setdefault(rubric_hash, _Position())
+
+    def add_judgment(self, j: Judgment, features: Mapping[str, Any] | None) -> None:
+        """Count one judgment; ``features`` are its item's (:func:`features_of`), None if unknown."""
+        if j.kind == "pairwise":
+            if j.status != "scored" or j.order is None:
+                return
+            pos = self._pos(j.rubric.hash)
+            shown_first = "A" if j.order == "AB" else "B"  # in the item's terms
+            if j.winner in ("A", "B"):
+                pos.decisive += 1
+                pos.first_won += j.winner == shown_first
+            p = j.extra.get("p_a")
+            if isinstance(p, (int, float)) and j.extra.get("p_source") != "verdict":
+                # p_a is P(the item's A wins); the first shown is the item's B in order BA.
+                pos.p_first_sum += float(p) if j.order == "AB" else 1.0 - float(p)
+                pos.p_first_n += 1
+            return
+        if j.status != "scored" or j.overall is None or features is None:
+            return
+        self._points.append((j.rubric.hash, float(j.overall), features.get("len"), _gen(features.get("gen"))))
+        if len(self._points) >= _FLUSH:
+            self._flush()
+
+    def add_verdict(self, v: "PairVerdict", features: Mapping[str, Any] | None) -> None:
+        """Count one pair verdict; ``features`` are its item's, None if unknown."""
+        if v.consistent is not None:
+            pos = self._pos(v.rubric.hash)
+            pos.pairs_both += 1
+            pos.pairs_inconsistent += not v.consistent
+        if features is None or v.winner not in ("A", "B", "tie"):
+            return
+        f = features
+        self._pairs.append(
+            (v.rubric.hash, v.winner, f.get("len_a"), f.get("len_b"), _gen(f.get("gen_a")), _gen(f.get("gen_b")))
+        )
+        if len(self._pairs) >= _FLUSH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._points:
+            self._conn.executemany("INSERT INTO bias_points VALUES (?, ?, ?, ?)", self._points)
+            self._points = []
+        if self._pairs:
+            self._conn.executemany("INSERT INTO bias_pairs VALUES (?, ?, ?, ?, ?, ?)", self._pairs)
+            self._pairs = []
+
+    # ------------------------------------------------------------------------------------------
+    # Results
+
+    def position(self, rubric_hash: str) -> dict[str, Any]:
+        """First-shown win rate, mean P(first shown wins) and swap-inconsistency rate."""
+        return self._pos(rubric_hash).result()
+
+    def length(self, rubric: Rubric) -> dict[str, Any]:
+        """Longer-response win rate (pairwise) or Spearman(score, length) (pointwise)."""
+        self._flush()
+        if rubric.mode == "pairwise":
+            n, longer = self._conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM((winner = 'A') = (len_a > len_b)), 0) FROM bias_pairs "
+                "WHERE rubric = ? AND winner IN ('A', 'B') AND len_a IS NOT NULL AND len_b IS NOT NULL "
+                "AND len_a != len_b",
+                (rubric.content_hash,),
+            ).fetchone()
+            return {"n_pairs": int(n), "longer_win_rate": _rate(int(longer), int(n))}
+        n, rho = self._spearman(rubric.content_hash)
+        return {"n_scores": n, "score_length_spearman": None if math.isnan(rho) else round(rho, 4)}
+
+    def _spearman(self, rubric_hash: str) -> tuple[int, float]:
+        """Spearman's rho of (overall, len): Pearson correlation of average ranks, computed in SQL."""
+        where = "FROM bias_points WHERE rubric = :h AND len IS NOT NULL"
+        (n,) = self._conn.execute(f"SELECT COUNT(*) {where}", {"h": rubric_hash}).fetchone()
+        if n < 2:
+            return int(n), math.nan
+        # A value's average rank is its lowest rank plus half the number of its ties; the mean of
+        # the average ranks 1..n is exactly (n + 1) / 2.
+        sxy, sxx, syy = self._conn.execute(
+            f"""
+            WITH r AS (
+                SELECT RANK() OVER (ORDER BY overall) + (COUNT(*) OVER (PARTITION BY overall) - 1) / 2.0 AS rx,
+                       RANK() OVER (ORDER BY len) + (COUNT(*) OVER (PARTITION BY len) - 1) / 2.0 AS ry
+                {where}
+            )
+            SELECT SUM((rx - :m) * (ry - :m)), SUM((rx - :m) * (rx - :m)), SUM((ry - :m) * (ry - :m)) FROM r
+            """,
+            {"h": rubric_hash, "m": (n + 1) / 2.0},
+        ).fetchone()
+        den = math.sqrt(sxx * syy)
+        return int(n), (sxy / den if den > 0 else math.nan)
+
+    def self_preference(self, rubric: Rubric, judge_names: Iterable[str]) -> dict[str, Any]:
+        """How the judge treats responses its own model generated (needs generator names in ``meta``)."""
+        self._flush()
+        self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS bias_names (name TEXT PRIMARY KEY)")
+        self._conn.execute("DELETE FROM bias_names")
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO bias_names VALUES (?)", [(_name(n),) for n in judge_names if n]
+        )
+        h = rubric.content_hash
+        if rubric.mode == "pairwise":
+            own_a = "COALESCE(gen_a IN (SELECT name FROM bias_names), 0)"
+            own_b = "COALESCE(gen_b IN (SELECT name FROM bias_names), 0)"
+            n, own_won = self._conn.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(winner = CASE WHEN {own_a} THEN 'A' ELSE 'B' END), 0) "
+                f"FROM bias_pairs WHERE rubric = ? AND {own_a} != {own_b}",
+                (h,),
+            ).fetchone()
+            return {"n": int(n), "own_win_rate": _rate(int(own_won), int(n))}
+        rows = self._conn.execute(
+            "SELECT gen IN (SELECT name FROM bias_names), COUNT(*), SUM(overall) FROM bias_points "
+            "WHERE rubric = ? AND gen IS NOT NULL GROUP BY 1",
+            (h,),
+        ).fetchall()
+        by = {bool(own): (int(k), float(s)) for own, k, s in rows}
+        own_n, own_sum = by.get(True, (0, 0.0))
+        other_n, other_sum = by.get(False, (0, 0.0))
+        return {
+            "n": own_n,
+            "own_mean": round(own_sum / own_n, 4) if own_n else None,
+            "other_mean": round(other_sum / other_n, 4) if other_n else None,
+            "n_other": other_n,
+        }
+
+    def diagnostics(self, rubric: Rubric, judge_names: Iterable[str]) -> dict[str, Any]:
+        """All diagnostics that apply to ``rubric``'s mode."""
+        out: dict[str, Any] = {"length": self.length(rubric)}
+        if rubric.mode == "pairwise":
+            out["position"] = self.position(rubric.content_hash)
+        out["self_preference"] = self.self_preference(rubric, judge_names)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The same diagnostics from lists
+
+
+def _fed(
+    judgments: Iterable[Judgment],
+    verdicts: Iterable["PairVerdict"],
+    features: Mapping[str, Mapping[str, Any]] | None = None,
+) -> BiasStats:
+    stats = BiasStats()
+    feats = features or {}
     for j in judgments:
-        if j.kind != "pairwise" or j.status != "scored" or j.order is None:
-            continue
-        shown_first = "A" if j.order == "AB" else "B"  # in the item's terms
-        if j.winner in ("A", "B"):
-            decisive += 1
-            first_won += j.winner == shown_first
-        p = j.extra.get("p_a")
-        if isinstance(p, (int, float)) and j.extra.get("p_source") != "verdict":
-            # p_a is P(the item's A wins); the first shown is the item's B in order BA.
-            p_first.append(float(p) if j.order == "AB" else 1.0 - float(p))
-    both = [v for v in verdicts if v.consistent is not None]
-    return {
-        "n_verdicts": decisive,
-        "first_shown_win_rate": _rate(first_won, decisive),
-        "mean_p_first_shown": round(sum(p_first) / len(p_first), 4) if p_first else None,
-        "n_pairs_both_orders": len(both),
-        "swap_inconsistency_rate": _rate(sum(1 for v in both if not v.consistent), len(both)),
-    }
+        stats.add_judgment(j, feats.get(j.item_id))
+    for v in verdicts:
+        stats.add_verdict(v, feats.get(v.item_id))
+    return stats
+
+
+def position_bias(judgments: Iterable[Judgment], verdicts: Iterable["PairVerdict"]) -> dict[str, Any]:
+    """First-shown win rate, mean P(first shown wins) and swap-inconsistency rate, over all pairs."""
+    total = _Position()
+    for pos in _fed(judgments, verdicts)._position.values():
+        total += pos
+    return total.result()
 
 
 def length_bias(
     rubric: Rubric,
     judgments: Iterable[Judgment],
     verdicts: Iterable["PairVerdict"],
-    features: dict[str, dict[str, Any]],
+    features: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
     """Longer-response win rate (pairwise) or Spearman(score, length) (pointwise)."""
-    if rubric.mode == "pairwise":
-        n = longer = 0
-        for v in verdicts:
-            f = features.get(v.item_id)
-            if v.winner not in ("A", "B") or f is None or f["len_a"] is None or f["len_a"] == f["len_b"]:
-                continue
-            n += 1
-            longer += v.winner == ("A" if f["len_a"] > f["len_b"] else "B")
-        return {"n_pairs": n, "longer_win_rate": _rate(longer, n)}
-    xs, ys = [], []
-    for j in judgments:
-        f = features.get(j.item_id)
-        if j.status != "scored" or j.overall is None or f is None or f["len"] is None:
-            continue
-        xs.append(j.overall)
-        ys.append(f["len"])
-    rho = spearman(xs, ys) if len(xs) >= 2 else math.nan
-    return {"n_scores": len(xs), "score_length_spearman": None if math.isnan(rho) else round(rho, 4)}
+    return _fed(judgments, verdicts, features).length(rubric)
 
 
 def self_preference(
     rubric: Rubric,
     judgments: Iterable[Judgment],
     verdicts: Iterable["PairVerdict"],
-    features: dict[str, dict[str, Any]],
+    features: Mapping[str, Mapping[str, Any]],
     judge_names: Iterable[str],
 ) -> dict[str, Any]:
     """How the judge treats responses its own model generated (needs generator names in ``meta``)."""
-    names = {_name(n) for n in judge_names if n}
-    if rubric.mode == "pairwise":
-        n = own_won = 0
-        for v in verdicts:
-            f = features.get(v.item_id)
-            if f is None or v.winner not in ("A", "B", "tie"):
-                continue
-            own_a = f["gen_a"] is not None and _name(f["gen_a"]) in names
-            own_b = f["gen_b"] is not None and _name(f["gen_b"]) in names
-            if own_a == own_b:
-                continue
-            n += 1
-            own_won += v.winner == ("A" if own_a else "B")
-        return {"n": n, "own_win_rate": _rate(own_won, n)}
-    own, other = [], []
-    for j in judgments:
-        f = features.get(j.item_id)
-        if j.status != "scored" or j.overall is None or f is None or f["gen"] is None:
-            continue
-        (own if _name(f["gen"]) in names else other).append(j.overall)
-    return {
-        "n": len(own),
-        "own_mean": round(sum(own) / len(own), 4) if own else None,
-        "other_mean": round(sum(other) / len(other), 4) if other else None,
-        "n_other": len(other),
-    }
+    return _fed(judgments, verdicts, features).self_preference(rubric, judge_names)
 
 
 def diagnostics(
     rubric: Rubric,
     judgments: list[Judgment],
     verdicts: list["PairVerdict"],
-    features: dict[str, dict[str, Any]],
+    features: Mapping[str, Mapping[str, Any]],
     judge_names: Iterable[str],
 ) -> dict[str, Any]:
     """All diagnostics that apply to ``rubric``'s mode."""
-    out: dict[str, Any] = {"length": length_bias(rubric, judgments, verdicts, features)}
-    if rubric.mode == "pairwise":
-        out["position"] = position_bias(judgments, verdicts)
-    out["self_preference"] = self_preference(rubric, judgments, verdicts, features, list(judge_names))
-    return out
+    return _fed(judgments, verdicts, features).diagnostics(rubric, judge_names)

@@ -33,7 +33,7 @@ from judge.backends._base import Backend, Completion, create_backend, fingerprin
 from judge.cache import JudgmentCache, OutputLedger
 from judge.config import JobConfig
 from judge.data import count_rows, iter_rows
-from judge.records import Item, JudgeInfo, JudgeRequest, Judgment, stable_hash
+from judge.records import Item, JudgeInfo, JudgeRequest, stable_hash
 from judge.rubric import Rubric, resolve_rubric
 from judge.scoring import build_requests, item_fits, judgment_from
 
@@ -223,31 +223,6 @@ def _executor_lines(extra: dict[str, Any]) -> list[str]:
             f"{w['completion_tokens_per_s']:>9.0f} {w.get('restarts', 0):>8} {w.get('failures', 0):>8}"
         )
     return lines
-
-
-def _summarise(path: Path, summary: JobSummary) -> None:
-    """Fill the judgment statistics from the whole output file (resumed work included)."""
-    per: dict[str, Any] = {}
-    sums: dict[str, dict[str, list[float]]] = {}
-    with path.open("r", encoding="utf-8") as fh:
-        for line in fh:
-            j = Judgment.model_validate_json(line)
-            summary.judgments += 1
-            r = per.setdefault(j.rubric.id, {"mode": j.kind, "scored": 0, "unscored": 0, "criteria": {}, "winners": {}})
-            if j.status == "unscored":
-                summary.unscored += 1
-                r["unscored"] += 1
-                continue
-            r["scored"] += 1
-            for c, v in (j.scores or {}).items():
-                acc = sums.setdefault(j.rubric.id, {}).setdefault(c, [0.0, 0])
-                acc[0] += v
-                acc[1] += 1
-            if j.winner:
-                r["winners"][j.winner] = r["winners"].get(j.winner, 0) + 1
-    for rid, crit in sums.items():
-        per[rid]["criteria"] = {c: {"mean": round(s / n, 4), "n": int(n)} for c, (s, n) in crit.items()}
-    summary.rubrics = per
 
 
 # ----------------------------------------------------------------------------------------------
@@ -526,10 +501,9 @@ def run_job(
 
     summary.rejected = len(rejects)
     os.replace(paths.part, paths.output)
-    _summarise(paths.output, summary)
-    from judge.verdicts import finish_job
+    from judge._finish import finish_job
 
-    finish_job(cfg, paths.output, rubrics, summary)  # pair verdicts file, verdict and bias statistics
+    finish_job(cfg, paths.output, rubrics, summary)  # statistics, pair verdicts file, bias diagnostics
     summary.wall_s = time.perf_counter() - t0
     if info is not None:
         summary.judge = info.model_dump()

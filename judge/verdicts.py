@@ -12,27 +12,23 @@ mean, whether the orders agree, and the final verdict under the job's policy:
 
 Neither policy ever picks silently: an order that could not be scored makes the pair ``unscored``
 with the reason. Verdicts are written beside the judgments as ``<stem>.verdicts.jsonl`` (temp file
-+ rename) when the job ends, and summarised with the bias diagnostics of :mod:`judge.bias`.
++ rename) when the job ends (:mod:`judge._finish`), and summarised with the bias diagnostics of
+:mod:`judge.bias`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from judge.config import JobConfig
 from judge.records import JudgeInfo, Judgment, RubricRef, stable_hash
-from judge.rubric import Rubric
 
 __all__ = [
     "PairVerdict",
     "combine_orders",
-    "finish_job",
     "pair_verdicts",
     "read_judgments",
     "read_pair_verdicts",
@@ -205,61 +201,6 @@ def pair_verdicts(
         ordered = sorted(group.values(), key=lambda j: 0 if j.order == "AB" else 1)
         out.append(combine_orders(ordered, policy, tie_threshold, order_seed))
     return out
-
-
-def _atomic_lines(path: Path, records: Iterable[BaseModel]) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(r.model_dump_json() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def finish_job(cfg: JobConfig, output: Path, rubrics: list[Rubric], summary: Any) -> list[PairVerdict]:
-    """End-of-job step: write pair verdicts and add verdict and bias statistics to the summary.
-
-    Args:
-        cfg: the job (its scoring policy, seed and dataset).
-        output: the finished judgments file.
-        rubrics: the job's rubrics.
-        summary: the job's :class:`~judge.engine.JobSummary`; its ``rubrics`` entries gain
-            ``pairs`` (pairwise), ``expected`` (logprob means) and ``bias``.
-    """
-    from judge.bias import diagnostics, item_features
-
-    judgments = read_judgments(output)
-    ids = {r.content_hash for r in rubrics}
-    judgments = [j for j in judgments if j.rubric.hash in ids]
-    policy = cfg.scoring.pairwise_policy
-    verdicts = pair_verdicts(judgments, policy, cfg.scoring.tie_threshold, cfg.sampling.seed)
-    if any(r.mode == "pairwise" for r in rubrics):
-        _atomic_lines(verdicts_path(output), verdicts)
-    features = item_features(cfg, rubrics)
-    judge_names = [cfg.judge.model] + sorted({j.judge.model for j in judgments})
-    for rubric in rubrics:
-        mine = [j for j in judgments if j.rubric.hash == rubric.content_hash]
-        entry = summary.rubrics.setdefault(
-            rubric.id, {"mode": rubric.mode, "scored": 0, "unscored": 0, "criteria": {}, "winners": {}}
-        )
-        expected: dict[str, list[float]] = {}
-        for j in mine:
-            for c, v in (j.extra.get("expected") or {}).items():
-                expected.setdefault(c, []).append(float(v))
-        if expected:
-            entry["expected"] = {c: {"mean": round(sum(v) / len(v), 4), "n": len(v)} for c, v in expected.items()}
-        pv = [v for v in verdicts if v.rubric.hash == rubric.content_hash]
-        if rubric.mode == "pairwise":
-            entry["pairs"] = {
-                "n": len(pv),
-                "policy": policy,
-                "tie_threshold": cfg.scoring.tie_threshold if policy == "average-probability" else None,
-                "winners": dict(Counter(v.winner or "unscored" for v in pv)),
-                "file": str(verdicts_path(output)),
-            }
-        entry["bias"] = diagnostics(rubric, mine, pv, features, judge_names)
-    return verdicts
 
 
 def _fmt(x: Any, pct: bool = False) -> str:

@@ -11,7 +11,6 @@ import pytest
 from judge._errors import ConfigError
 from judge.config import JobConfig
 from judge.engine import run_job
-from judge.backends import ScriptedBackend
 from judge.prompts import output_schema
 from judge.records import Item, JudgeInfo
 from judge.rubric import load_rubric, resolve_rubric
