@@ -8,8 +8,10 @@ consistent):
   key always means the same judgment, and a cache may be shared by any number of jobs. A request
   whose key is in the cache is never sent to a judge again: a rerun rebuilds its output from the
   cache, without loading a model.
-- :class:`OutputLedger`: which keys one job's output file already holds, and the byte offset of the
-  output up to which the ledger is known to be in step with it. The output file stays the source of
+- :class:`OutputLedger`: which *slots* one job's output file already holds, and the byte offset of
+  the output up to which the ledger is known to be in step with it. A slot is a request key for one
+  item (:func:`output_slot`): two items with different ids and the same texts share a request key
+  (judged once) but each gets its own judgment in the output. The output file stays the source of
   truth (it is appended and fsynced first); the ledger lets a resumed job skip written requests
   without reading every key into memory, and is rebuilt from the file whenever they disagree.
 
@@ -24,7 +26,7 @@ import sqlite3
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-__all__ = ["JudgmentCache", "OutputLedger", "line_key"]
+__all__ = ["JudgmentCache", "OutputLedger", "line_slot", "output_slot"]
 
 _CHUNK = 1000
 
@@ -40,13 +42,21 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def line_key(line: bytes) -> str | None:
-    """The ``key`` of one JSON line of an output file, or None if the line is not a judgment."""
+def output_slot(key: str, item_id: str) -> str:
+    """The place of one item's judgment of request ``key`` in an output."""
+    return f"{key}/{item_id}"
+
+
+def line_slot(line: bytes) -> tuple[str, str] | None:
+    """``(request key, slot)`` of one JSON line of an output file, or None if it is not a judgment."""
     try:
-        key = json.loads(line)["key"]
+        obj = json.loads(line)
+        key, item_id = obj["key"], obj["item_id"]
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
         return None
-    return key if isinstance(key, str) else None
+    if not isinstance(key, str) or not isinstance(item_id, str):
+        return None
+    return key, output_slot(key, item_id)
 
 
 class JudgmentCache:
@@ -112,9 +122,9 @@ class _Tx:
 
 
 class OutputLedger:
-    """Which request keys an append-only output file holds, without holding them in memory.
+    """Which slots (:func:`output_slot`) an append-only output file holds, without holding them in memory.
 
-    Each run of a job gets a run number; :meth:`lookup` tells a key written by an earlier run
+    Each run of a job gets a run number; :meth:`lookup` tells a slot written by an earlier run
     (resumed work) from one written by this run (a duplicate request within the job).
 
     Args:
@@ -152,7 +162,7 @@ class OutputLedger:
 
         Args:
             output: the append-only output file (it may not exist yet).
-            on_lines: called with chunks of ``(key, line)`` read from the file (e.g. to refill a
+            on_lines: called with chunks of ``(request key, line)`` read from the file (e.g. to refill a
                 cache that was deleted).
         """
         p = Path(output)
@@ -176,17 +186,17 @@ class OutputLedger:
         read = 0
         good = start
         last = b""
-        chunk: list[tuple[str, str]] = []
+        chunk: list[tuple[str, str, str]] = []
         with p.open("rb") as fh:
             fh.seek(start)
             for line in fh:
-                key = line_key(line) if line.endswith(b"\n") else None
-                if key is None:
+                found = line_slot(line) if line.endswith(b"\n") else None
+                if found is None:
                     break
                 good += len(line)
                 last = line
                 read += 1
-                chunk.append((key, line.decode("utf-8").rstrip("\n")))
+                chunk.append((*found, line.decode("utf-8").rstrip("\n")))
                 if len(chunk) >= _CHUNK:
                     self._add(chunk, good, last, self.run - 1, on_lines)
                     chunk = []
@@ -199,7 +209,7 @@ class OutputLedger:
 
     def _add(
         self,
-        chunk: list[tuple[str, str]],
+        chunk: list[tuple[str, str, str]],
         offset: int,
         last: bytes,
         run: int,
@@ -208,20 +218,22 @@ class OutputLedger:
         if not chunk:
             return
         if on_lines is not None:
-            on_lines(chunk)
+            on_lines([(key, line) for key, _, line in chunk])
         with _Tx(self._conn):
-            self._conn.executemany("INSERT OR IGNORE INTO ledger (key, run) VALUES (?, ?)", [(k, run) for k, _ in chunk])
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO ledger (key, run) VALUES (?, ?)", [(slot, run) for _, slot, _ in chunk]
+            )
             self._set_meta(
                 {"offset": offset, "tail_len": len(last), "tail_hash": hashlib.sha256(last).hexdigest()}
             )
 
-    def record(self, keys: list[str], offset: int, last_line: bytes) -> None:
-        """Note that ``keys`` are now durably in the output, which ends at ``offset`` with ``last_line``."""
-        if not keys:
+    def record(self, slots: list[str], offset: int, last_line: bytes) -> None:
+        """Note that ``slots`` are now durably in the output, which ends at ``offset`` with ``last_line``."""
+        if not slots:
             return
         with _Tx(self._conn):
             self._conn.executemany(
-                "INSERT OR IGNORE INTO ledger (key, run) VALUES (?, ?)", [(k, self.run) for k in keys]
+                "INSERT OR IGNORE INTO ledger (key, run) VALUES (?, ?)", [(s, self.run) for s in slots]
             )
             self._set_meta(
                 {"offset": offset, "tail_len": len(last_line), "tail_hash": hashlib.sha256(last_line).hexdigest()}
@@ -229,9 +241,9 @@ class OutputLedger:
 
     # -- queries
 
-    def lookup(self, key: str) -> int | None:
-        """The run that wrote ``key`` to the output, or None if it is not there."""
-        row = self._conn.execute("SELECT run FROM ledger WHERE key = ?", (key,)).fetchone()
+    def lookup(self, slot: str) -> int | None:
+        """The run that wrote ``slot`` to the output, or None if it is not there."""
+        row = self._conn.execute("SELECT run FROM ledger WHERE key = ?", (slot,)).fetchone()
         return int(row[0]) if row else None
 
     def __contains__(self, key: object) -> bool:

@@ -30,10 +30,10 @@ import pydantic
 
 from judge._errors import ConfigError, DataError
 from judge.backends._base import Backend, Completion, create_backend, fingerprint_model_dir
-from judge.cache import JudgmentCache, OutputLedger
+from judge.cache import JudgmentCache, OutputLedger, output_slot
 from judge.config import JobConfig
 from judge.data import count_rows, iter_rows
-from judge.records import Item, JudgeInfo, JudgeRequest, stable_hash
+from judge.records import Item, JudgeInfo, JudgeRequest, Judgment, stable_hash
 from judge.rubric import Rubric, resolve_rubric
 from judge.scoring import build_requests, item_fits, judgment_from
 
@@ -229,6 +229,12 @@ def _executor_lines(extra: dict[str, Any]) -> list[str]:
 # The job
 
 
+def _for_item(line: str, item_id: str) -> str:
+    """A judgment of a request, as the judgment of ``item_id`` (an item with the same texts)."""
+    j = Judgment.model_validate_json(line)
+    return line if j.item_id == item_id else j.model_copy(update={"item_id": item_id}).model_dump_json()
+
+
 def _progress(total: int | None, enabled: bool) -> Any:
     from tqdm import tqdm
 
@@ -405,25 +411,25 @@ def run_job(
         bar.refresh()
 
     appender = _Appender(paths.part)
-    # Keys dispatched (or found in the cache) but not yet in the output: bounded by the work in
-    # flight, it is all the memory deduplication needs beyond the ledger.
-    inflight: set[str] = set()
-    hits: list[tuple[str, str]] = []
+    # Requests sent to the judge but not yet written, by key, with the ids of the items waiting for
+    # their judgment (items whose texts are the same share one request), and cache hits not yet
+    # written, by slot. Both are bounded by the work in flight: all the memory deduplication needs
+    # beyond the ledger.
+    waiting: dict[str, list[str]] = {}
+    hits: dict[str, str] = {}
     info: JudgeInfo | None = None
 
     def emit(lines: list[tuple[str, str]]) -> None:
         offset, last = appender.write(line for _, line in lines)
-        ledger.record([k for k, _ in lines], offset, last)
+        ledger.record([slot for slot, _ in lines], offset, last)
 
     def flush_hits() -> None:
         nonlocal info
         if not hits:
             return
-        emit(hits)
+        emit(list(hits.items()))
         if info is None:
-            info = JudgeInfo.model_validate(json.loads(hits[0][1])["judge"])
-        for key, _ in hits:
-            inflight.discard(key)
+            info = JudgeInfo.model_validate(json.loads(next(iter(hits.values())))["judge"])
         summary.cached += len(hits)
         bar.update(len(hits))
         hits.clear()
@@ -433,21 +439,27 @@ def run_job(
         for item in iter_items(cfg, rubrics, rejects, summary):  # type: ignore[arg-type]
             for rubric in rubrics:
                 for req in build_requests(rubric, item, cfg, judge_id):
-                    if req.key in inflight:  # a duplicate of a request on its way: judged once
+                    slot = output_slot(req.key, req.item_id)
+                    if slot in hits:  # a repeated row whose judgment is about to be written
                         continue
-                    run = ledger.lookup(req.key)
+                    run = ledger.lookup(slot)
                     if run is not None:
                         if run < ledger.run:  # written by an earlier run of this job
                             summary.resumed += 1
                             bar.update(1)
                         continue
-                    inflight.add(req.key)
+                    ids = waiting.get(req.key)
+                    if ids is not None:  # the same request is on its way: judged once, written per item
+                        if req.item_id not in ids:
+                            ids.append(req.item_id)
+                        continue
                     cached = cache.get(req.key)
                     if cached is not None:
-                        hits.append((req.key, cached))
+                        hits[slot] = _for_item(cached, req.item_id)
                         if len(hits) >= cfg.batch_size:
                             flush_hits()
                         continue
+                    waiting[req.key] = [req.item_id]
                     pending.append(req)
                     if len(pending) >= cfg.batch_size:
                         yield pending
@@ -464,18 +476,26 @@ def run_job(
             info = result.info
             summary.judge_s += result.elapsed_s
             per = result.elapsed_s / max(len(result.requests), 1)
-            lines = []
+            lines: list[tuple[str, str]] = []
+            judged: list[tuple[str, str]] = []
             for r, c in zip(result.requests, result.completions):
-                inflight.discard(r.key)
-                if ledger.lookup(r.key) is not None:  # never write a judgment twice
-                    continue
                 j = judgment_from(r, by_hash[r.rubric.hash], c, result.info, per)
-                lines.append((j.key, j.model_dump_json()))
-                summary.new_judgments += 1
-                summary.prompt_tokens += j.prompt_tokens
-                summary.completion_tokens += j.completion_tokens
+                line = j.model_dump_json()
+                judged.append((r.key, line))
+                for item_id in waiting.pop(r.key, [r.item_id]):
+                    slot = output_slot(r.key, item_id)
+                    if ledger.lookup(slot) is not None:  # never write a judgment twice
+                        continue
+                    if item_id != r.item_id:  # another item with the same texts
+                        lines.append((slot, _for_item(line, item_id)))
+                        summary.cached += 1
+                        continue
+                    lines.append((slot, line))
+                    summary.new_judgments += 1
+                    summary.prompt_tokens += j.prompt_tokens
+                    summary.completion_tokens += j.completion_tokens
             emit(lines)
-            cache.put_many(lines)
+            cache.put_many(judged)
             bar.update(len(lines))
             if postfix is not None:
                 bar.set_postfix_str(postfix(), refresh=False)

@@ -545,9 +545,19 @@ def _read(rubric: Rubric, tokens: list[TokenLogprob], base: str) -> tuple[dict[s
 # Requests and judgments
 
 
-def request_key(rubric: Rubric, judge_id: str, sampling: SamplingParams, p_hash: str) -> str:
-    """Content address of a request: the same key means the same judgment."""
-    return stable_hash([rubric.content_hash, judge_id, sampling.model_dump(mode="json"), p_hash])
+def request_key(
+    rubric: Rubric, judge_id: str, sampling: SamplingParams, p_hash: str, order: str | None = None
+) -> str:
+    """Content address of a request: the same key means the same judgment.
+
+    A pairwise request's order is part of it: a pair shown as (A, B) and its mirror image (another
+    item with the two responses swapped) shown as (B, A) give the same prompt, but their verdicts
+    mean opposite things in their items' terms.
+    """
+    parts: list[Any] = [rubric.content_hash, judge_id, sampling.model_dump(mode="json"), p_hash]
+    if order is not None:
+        parts.append(order)
+    return stable_hash(parts)
 
 
 def item_fits(rubric: Rubric, item: Item) -> str | None:
@@ -606,7 +616,7 @@ def build_requests(rubric: Rubric, item: Item, cfg: JobConfig, judge_id: str) ->
         ph = prompt_hash(messages)
         out.append(
             JudgeRequest(
-                key=request_key(rubric, judge_id, sampling, ph),
+                key=request_key(rubric, judge_id, sampling, ph, order),
                 item_id=item.id,
                 rubric=ref,
                 kind=rubric.mode,

@@ -9,15 +9,20 @@ from pathlib import Path
 import pytest
 
 from judge.backends import ScriptedBackend
-from judge.cache import JudgmentCache, OutputLedger
+from judge.cache import JudgmentCache, OutputLedger, output_slot
 from judge.config import JobConfig
 from judge.engine import job_paths, run_job
 
 VERDICT = '{"helpfulness": 4, "rationale": "fine"}'
 
 
-def _line(key: str, text: str = "x") -> str:
-    return json.dumps({"key": key, "raw_output": text})
+def _line(key: str, text: str = "x", item: str = "i") -> str:
+    return json.dumps({"key": key, "item_id": item, "raw_output": text})
+
+
+def S(key: str, item: str = "i") -> str:
+    """The ledger's slot of the judgment of request ``key`` for ``item``."""
+    return output_slot(key, item)
 
 
 def _write(path: Path, lines: list[str]) -> None:
@@ -60,14 +65,14 @@ def test_ledger_reads_only_what_was_appended_since_the_last_run(tmp_path):
     seen: list[str] = []
     with OutputLedger(tmp_path / "l.sqlite") as ledger:
         assert ledger.sync(out, on_lines=lambda chunk: seen.extend(k for k, _ in chunk)) == 2
-        assert ledger.run == 1 and ledger.lookup("a") == 0 and ledger.lookup("zz") is None
+        assert ledger.run == 1 and ledger.lookup(S("a")) == 0 and ledger.lookup(S("zz")) is None
     with out.open("a", encoding="utf-8") as fh:
         fh.write(_line("c") + "\n")
     seen.clear()
     with OutputLedger(tmp_path / "l.sqlite") as ledger:
         assert ledger.sync(out, on_lines=lambda chunk: seen.extend(k for k, _ in chunk)) == 1
         assert seen == ["c"]
-        assert ledger.run == 2 and {"a", "b", "c"} <= {k for k in "abc" if k in ledger}
+        assert ledger.run == 2 and {"a", "b", "c"} <= {k for k in "abc" if S(k) in ledger}
 
 
 def test_ledger_record_then_resume_reads_nothing(tmp_path):
@@ -78,11 +83,11 @@ def test_ledger_record_then_resume_reads_nothing(tmp_path):
             last = (_line("a") + "\n").encode()
             fh.write(last)
             size = fh.tell()
-        ledger.record(["a"], size, last)
-        assert ledger.lookup("a") == ledger.run
+        ledger.record([S("a")], size, last)
+        assert ledger.lookup(S("a")) == ledger.run
     with OutputLedger(tmp_path / "l.sqlite") as ledger:
         assert ledger.sync(out) == 0
-        assert ledger.lookup("a") == 1 < ledger.run
+        assert ledger.lookup(S("a")) == 1 < ledger.run
 
 
 def test_ledger_cuts_a_torn_last_line(tmp_path):
@@ -92,7 +97,7 @@ def test_ledger_cuts_a_torn_last_line(tmp_path):
         fh.write('{"key": "c", "raw_ou')  # a crash mid-write
     with OutputLedger(tmp_path / "l.sqlite") as ledger:
         assert ledger.sync(out) == 2
-        assert "c" not in ledger
+        assert S("c") not in ledger
     assert out.read_text(encoding="utf-8").endswith(_line("b") + "\n")
 
 
@@ -104,7 +109,7 @@ def test_ledger_rebuilds_when_the_file_was_replaced_or_deleted(tmp_path):
     _write(out, [_line("x"), _line("y"), _line("z")])  # same length or longer, other content
     with OutputLedger(tmp_path / "l.sqlite") as ledger:
         assert ledger.sync(out) == 3
-        assert "a" not in ledger and "x" in ledger and len(ledger) == 3
+        assert S("a") not in ledger and S("x") in ledger and len(ledger) == 3
     out.unlink()
     with OutputLedger(tmp_path / "l.sqlite") as ledger:
         assert ledger.sync(out) == 0

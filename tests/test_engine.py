@@ -271,6 +271,73 @@ def test_duplicate_items_are_judged_once(tmp_path):
     assert summary.items == 7 and summary.judgments == 3
 
 
+def _rows(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_items_with_the_same_texts_are_judged_once_and_each_gets_its_judgment(tmp_path):
+    same = {"prompt": "What is 2 + 2?", "response": "4."}
+    data = _rows(tmp_path / "d.jsonl", [{"id": "a", **same}, {"id": "other", "prompt": "Hi?", "response": "Hello."},
+                                        {"id": "b", **same}, {"id": "a", **same}, {"id": "c", **same}])  # fmt: skip
+    rec = Recorder()
+    summary = run(job(tmp_path, data, batch_size=2), rec)
+    assert len(rec.prompts) == 2  # one request per distinct text
+    final = read_judgments(job_paths(summary.output).output)
+    assert sorted(j.item_id for j in final) == ["a", "b", "c", "other"]  # the repeated row "a" once
+    by_id = {j.item_id: j for j in final}
+    assert by_id["a"].key == by_id["b"].key == by_id["c"].key
+    assert by_id["a"].scores == by_id["b"].scores == by_id["c"].scores
+    assert summary.new_judgments == 2 and summary.cached == 2 and summary.judgments == 4
+
+    # A rerun has nothing to do; a new item with the same texts is served from the cache.
+    with data.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"id": "d", **same}) + "\n")
+    again = run(job(tmp_path, data, batch_size=2), Recorder(lambda p, s: pytest.fail("judged again")))
+    assert again.resumed == 5 and again.cached == 1 and again.new_judgments == 0
+    final = read_judgments(job_paths(summary.output).output)
+    assert sorted(j.item_id for j in final) == ["a", "b", "c", "d", "other"]
+
+
+def test_a_crash_between_items_with_the_same_texts_loses_none(tmp_path):
+    same = {"prompt": "Same?", "response": "Same."}
+    rows = [{"id": f"u{i}", "prompt": f"q{i}", "response": f"r{i}"} for i in range(4)]
+    data = _rows(tmp_path / "d.jsonl", [{"id": "x", **same}, *rows, {"id": "y", **same}])
+    cfg = job(tmp_path, data, batch_size=1)
+
+    def crash(n: int) -> None:
+        if n == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run(cfg, Recorder(), on_batch=crash)
+    rec = Recorder()
+    summary = run(cfg, rec)
+    final = read_judgments(job_paths(summary.output).output)
+    assert sorted(j.item_id for j in final) == ["u0", "u1", "u2", "u3", "x", "y"]
+    assert summary.cached == 1 and len(rec.prompts) == 3  # y from x's judgment; u1..u3 judged now
+
+
+def test_mirrored_pairs_are_judged_in_their_own_terms(tmp_path):
+    # p2 is p1 with the responses swapped: p1 shown as (A, B) is the same prompt as p2 shown as
+    # (B, A), but "the first shown wins" means A for p1 and B for p2.
+    data = _rows(tmp_path / "d.jsonl", [
+        {"id": "p1", "prompt": "3 * 4?", "response_a": "12.", "response_b": "7."},
+        {"id": "p2", "prompt": "3 * 4?", "response_a": "7.", "response_b": "12."},
+    ])  # fmt: skip
+
+    def right(prompt, params) -> str:  # picks the shown response that says 12
+        user = prompt[-1].content
+        return json.dumps({"winner": "A" if user.index("12.") < user.index("7.") else "B"})
+
+    from judge.verdicts import read_pair_verdicts, verdicts_path
+
+    summary = run(job(tmp_path, data, rubrics=["instruction_following"]), Recorder(right))
+    verdicts = {v.item_id: v.winner for v in read_pair_verdicts(verdicts_path(summary.output))}
+    assert verdicts == {"p1": "A", "p2": "B"}
+    assert summary.new_judgments == 4
+
+
 def test_parquet_input(tmp_path):
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
