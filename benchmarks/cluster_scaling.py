@@ -129,6 +129,7 @@ def throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import ray
 
     from cluster import JudgePool, connect, run_cluster_job
+    from cluster._runtime import LOCAL_DRIVER_CPUS, start_local_ray
     from judge.backends import create_backend
     from judge.engine import job_judge_id, run_job
     from judge.models import resolve_model
@@ -147,8 +148,7 @@ def throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         runs[name].append(summary.new_judgments / summary.judge_s)
         print(f"  {name:<9} {runs[name][-1]:7.2f} judgments/s", flush=True)
 
-    ray.init(address="local", num_cpus=(os.cpu_count() or 1) + 1, include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1")
+    start_local_ray((os.cpu_count() or 1) + LOCAL_DRIVER_CPUS)
     try:
         # single vs pool 1x2: alternate, both engines loaded once.
         cfg = job(warm, fresh("single"), args.batch_size, args.max_tokens, workers=1, cpus=os.cpu_count() or 1)

@@ -53,14 +53,7 @@ def connect(cc: ClusterConfig) -> Connection:
     if ray.is_initialized():
         return Connection(address="existing", owned=False)
     if cc.address is None:
-        cpus = (os.cpu_count() or 1) + LOCAL_DRIVER_CPUS
-        ray.init(
-            address="local",  # never attach to a stale cluster left in Ray's temporary folder
-            num_cpus=cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            _node_ip_address="127.0.0.1",
-        )
+        start_local_ray((os.cpu_count() or 1) + LOCAL_DRIVER_CPUS)
         return Connection(address="local", owned=True, reserved_cpus=LOCAL_DRIVER_CPUS)
     try:
         ray.init(address=cc.address, log_to_driver=False)
@@ -72,6 +65,30 @@ def connect(cc: ClusterConfig) -> Connection:
             "for a private local cluster."
         ) from None
     return Connection(address=cc.address, owned=True)
+
+
+def start_local_ray(num_cpus: int, attempts: int = 2) -> None:
+    """Start a private single-node Ray on 127.0.0.1 with ``num_cpus`` logical CPUs.
+
+    Ray gives a new node a fixed 30 s to register with its control store; on a machine whose cores
+    are busy (other engines loading) that can pass, and Ray then stops what it started and raises.
+    The start is tried again before the error reaches the user.
+    """
+    ray = import_ray()
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(
+                address="local",  # never attach to a stale cluster left in Ray's temporary folder
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                _node_ip_address="127.0.0.1",
+            )
+            return
+        except Exception as exc:  # Ray raises a bare Exception for a node that did not start
+            ray.shutdown()
+            if attempt == attempts or "timed out during startup" not in str(exc):
+                raise ClusterError(f"could not start a local Ray cluster: {exc}") from exc
 
 
 def bundle_shapes(cc: ClusterConfig, tensor_parallel: int) -> list[dict[str, float]]:

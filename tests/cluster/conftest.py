@@ -25,13 +25,9 @@ def ray_local(request):
     # Scripted responders defined in a test module travel to the actors by value: the workers
     # cannot import test modules.
     ray.cloudpickle.register_pickle_by_value(request.module)
-    ray.init(
-        address="local",
-        num_cpus=3,
-        include_dashboard=False,
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1",
-    )
+    from cluster._runtime import start_local_ray
+
+    start_local_ray(num_cpus=3)
     yield ray
     ray.shutdown()
 
