@@ -16,9 +16,11 @@ warm-up set that is not counted. Judgments/s are over the judging phase only (en
 excluded, every driver-side cost included): the first batch sent to the last result written.
 
 Driver memory: the peak RSS of the driver process for a cluster job of 10k and of 100k synthetic
-items (each size in a fresh process, two workers). The workers run the ``scripted`` backend, which
-answers at once, so this measures the driver (reading, request building, the cache and ledger,
-dispatch, writing), not the model. Target: peak RSS at 100k within 1.2x of 10k.
+items (each size in a fresh process, two workers), each item judged by a pointwise rubric and by a
+pairwise one in both orders (three judgments an item). The workers run the ``scripted`` backend,
+which answers at once, so this measures the driver (reading, request building, the cache and
+ledger, dispatch, writing, and the end of the job: summary, pair verdicts, bias diagnostics), not
+the model. Target: peak RSS at 100k within 1.2x of 10k.
 
     python benchmarks/cluster_scaling.py                       # writes runs/bench/cluster_scaling.json
     python benchmarks/cluster_scaling.py --items 32 --repeats 1 --rss-sizes 1000 10000
@@ -60,13 +62,19 @@ _ANSWERS = [
 ]
 
 
-def write_items(path: Path, n: int, salt: int = 0) -> Path:
-    """``n`` distinct pointwise items, deterministic; another ``salt`` gives other texts."""
+def write_items(path: Path, n: int, salt: int = 0, pairs: bool = False) -> Path:
+    """``n`` distinct pointwise items, deterministic; another ``salt`` gives other texts.
+
+    With ``pairs``, every item also holds two responses for a pairwise rubric.
+    """
     with path.open("w", encoding="utf-8") as fh:
         for i in range(n):
             topic = _TOPICS[i % len(_TOPICS)]
             answer = " ".join(_ANSWERS[(i + k) % len(_ANSWERS)] for k in range(1 + i % 3))
             row = {"id": f"item-{i:06d}", "prompt": f"How do I get started with {topic}? (case {i}, set {salt})", "response": answer}
+            if pairs:
+                row["response_a"] = answer
+                row["response_b"] = _ANSWERS[i % len(_ANSWERS)]
             fh.write(json.dumps(row) + "\n")
     return path
 
@@ -203,7 +211,9 @@ def throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def _instant(prompt: Any, params: Any) -> str:
-    return '{"helpfulness": 3, "rationale": "ok"}'
+    """A verdict in the requested JSON schema at once: the first allowed value of every field."""
+    props = (params.json_schema or {}).get("properties", {})
+    return json.dumps({k: p["enum"][0] if "enum" in p else "ok" for k, p in props.items()})
 
 
 def _hwm_mib() -> float:
@@ -229,8 +239,9 @@ def rss_child(n: int, work: Path) -> None:
         {
             "data": str(data),
             "output": str(work / f"out-{n}" / "judgments.jsonl"),
-            "rubrics": ["helpfulness"],
+            "rubrics": ["helpfulness", "instruction_following"],  # a score and a pair in both orders per item
             "judge": {"backend": "scripted", "model": "bundled", "options": {"responder": _instant}},
+            "scoring": {"method": "json"},
             "batch_size": 64,
             "cluster": {"enabled": True, "workers": 2, "num_cpus": 1, "max_in_flight": 2},
         }
@@ -259,7 +270,7 @@ def rss_child(n: int, work: Path) -> None:
 def driver_rss(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"sizes": {}}
     for n in args.rss_sizes:
-        write_items(work / f"items-{n}.jsonl", n)
+        write_items(work / f"items-{n}.jsonl", n, pairs=True)
         proc = subprocess.run(
             [sys.executable, __file__, "--rss-child", str(n), "--work", str(work)],
             capture_output=True, text=True, timeout=7200,
@@ -267,7 +278,7 @@ def driver_rss(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         if proc.returncode != 0:
             raise RuntimeError(f"rss run for {n} items failed:\n{proc.stderr[-4000:]}")
         res = json.loads(proc.stdout.strip().splitlines()[-1])
-        assert res["new"] == n, res
+        assert res["new"] == 3 * n, res
         out["sizes"][str(n)] = res
         print(f"  {n:>7} items: peak RSS {res['peak_rss_mib']:.0f} MiB (before the job {res['baseline_rss_mib']:.0f}, "
               f"before the end-of-job step {res.get('before_end_of_job_mib', float('nan')):.0f}), "

@@ -12,13 +12,13 @@ and counts it in the bias diagnostics. Memory does not grow with the size of the
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from judge._io import RowBuffer, atomic_write
 from judge.bias import BiasStats, features_of
 from judge.config import JobConfig
 from judge.records import Judgment, stable_hash
@@ -26,7 +26,6 @@ from judge.rubric import Rubric
 
 __all__ = ["finish_job"]
 
-_CHUNK = 1000
 _FEATURES = ("len", "len_a", "len_b", "gen", "gen_a", "gen_b")
 
 
@@ -53,7 +52,7 @@ class _Spool:
             "gen TEXT, gen_a TEXT, gen_b TEXT)"
         )
         self.conn.execute("CREATE TABLE pairs (gkey TEXT, seq INTEGER, ord TEXT, off INTEGER, size INTEGER)")
-        self._pairs: list[tuple[Any, ...]] = []
+        self._pairs = RowBuffer(self.conn, "INSERT INTO pairs VALUES (?, ?, ?, ?, ?)")
 
     def _remove(self) -> None:
         for suffix in ("", "-journal", "-wal", "-shm"):
@@ -63,17 +62,11 @@ class _Spool:
         """Each valid item's features, from the dataset (a repeated id keeps its last row)."""
         from judge.engine import JobSummary, iter_items
 
-        chunk = []
+        rows = RowBuffer(self.conn, "INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?, ?)")
         for item in iter_items(cfg, rubrics, _Discard(), JobSummary(output="")):  # type: ignore[arg-type]
             f = features_of(item.response, item.response_a, item.response_b, item.meta)
-            chunk.append((item.id, *(_text(f[k]) if k.startswith("gen") else f[k] for k in _FEATURES)))
-            if len(chunk) >= _CHUNK:
-                self._put_features(chunk)
-                chunk = []
-        self._put_features(chunk)
-
-    def _put_features(self, rows: list[tuple[Any, ...]]) -> None:
-        self.conn.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            rows.add((item.id, *(_text(f[k]) if k.startswith("gen") else f[k] for k in _FEATURES)))
+        rows.flush()
 
     def features(self, item_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(
@@ -84,21 +77,14 @@ class _Spool:
     def add_pair(self, j: Judgment, seq: int, offset: int, size: int) -> None:
         # The same grouping as judge.verdicts.pair_verdicts: pair, rubric, judge, decoding settings.
         gkey = stable_hash([j.item_id, j.rubric.hash, j.judge.model_hash, j.sampling.model_dump(mode="json")])
-        self._pairs.append((gkey, seq, j.order, offset, size))
-        if len(self._pairs) >= _CHUNK:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._pairs:
-            self.conn.executemany("INSERT INTO pairs VALUES (?, ?, ?, ?, ?)", self._pairs)
-            self._pairs = []
+        self._pairs.add((gkey, seq, j.order, offset, size))
 
     def pair_groups(self, output: Path) -> Iterator[list[Judgment]]:
         """Each pair's judgments (AB first), pairs in the order their first judgment appears.
 
         An order written twice for a pair (a reopened job) counts once: the later line.
         """
-        self.flush()
+        self._pairs.flush()
         self.conn.execute("CREATE INDEX pairs_gkey ON pairs (gkey)")
         cur = self.conn.execute(
             "SELECT p.gkey, p.ord, p.off, p.size FROM pairs p "
@@ -175,19 +161,6 @@ def _means(acc: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
     return {c: {"mean": round(s / n, 4), "n": int(n)} for c, (s, n) in acc.items()}
 
 
-def _atomic_lines(path: Path, lines: Iterator[str]) -> int:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
-        for line in lines:
-            fh.write(line + "\n")
-            n += 1
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return n
-
-
 def finish_job(cfg: JobConfig, output: Path, rubrics: list[Rubric], summary: Any) -> int:
     """End-of-job step: fill the summary's statistics and write the pair verdicts file.
 
@@ -238,11 +211,10 @@ def finish_job(cfg: JobConfig, output: Path, rubrics: list[Rubric], summary: Any
                 v = combine_orders(group, policy, cfg.scoring.tie_threshold, cfg.sampling.seed)
                 pair_counts[v.rubric.hash][v.winner or "unscored"] += 1
                 bias.add_verdict(v, spool.features(v.item_id))
-                yield v.model_dump_json()
+                yield v.model_dump_json() + "\n"
 
-        n_verdicts = 0
         if any(r.mode == "pairwise" for r in rubrics):
-            n_verdicts = _atomic_lines(verdicts_path(output), verdict_lines())
+            atomic_write(verdicts_path(output), verdict_lines())
 
         summary.rubrics = {rid: t.entry() for rid, t in totals.items()}
         for rubric in rubrics:
@@ -257,6 +229,6 @@ def finish_job(cfg: JobConfig, output: Path, rubrics: list[Rubric], summary: Any
                     "file": str(verdicts_path(output)),
                 }
             entry["bias"] = bias.diagnostics(rubric, [cfg.judge.model, *sorted(judge_names)])
-        return n_verdicts
+        return sum(sum(c.values()) for c in pair_counts.values())
     finally:
         spool.close()

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from judge._io import RowBuffer
 from judge.records import Judgment
 from judge.rubric import Rubric
 
@@ -43,8 +44,6 @@ __all__ = [
     "position_bias",
     "self_preference",
 ]
-
-_FLUSH = 1000
 
 
 def _name(x: Any) -> str:
@@ -123,8 +122,8 @@ class BiasStats:
             "(rubric TEXT, winner TEXT, len_a INTEGER, len_b INTEGER, gen_a TEXT, gen_b TEXT)"
         )
         self._position: dict[str, _Position] = {}
-        self._points: list[tuple[Any, ...]] = []
-        self._pairs: list[tuple[Any, ...]] = []
+        self._points = RowBuffer(self._conn, "INSERT INTO bias_points VALUES (?, ?, ?, ?)")
+        self._pairs = RowBuffer(self._conn, "INSERT INTO bias_pairs VALUES (?, ?, ?, ?, ?, ?)")
 
     def _pos(self, rubric_hash: str) -> _Position:
         return self._position.setdefault(rubric_hash, _Position())
@@ -147,9 +146,7 @@ class BiasStats:
             return
         if j.status != "scored" or j.overall is None or features is None:
             return
-        self._points.append((j.rubric.hash, float(j.overall), features.get("len"), _gen(features.get("gen"))))
-        if len(self._points) >= _FLUSH:
-            self._flush()
+        self._points.add((j.rubric.hash, float(j.overall), features.get("len"), _gen(features.get("gen"))))
 
     def add_verdict(self, v: "PairVerdict", features: Mapping[str, Any] | None) -> None:
         """Count one pair verdict; ``features`` are its item's, None if unknown."""
@@ -160,19 +157,13 @@ class BiasStats:
         if features is None or v.winner not in ("A", "B", "tie"):
             return
         f = features
-        self._pairs.append(
+        self._pairs.add(
             (v.rubric.hash, v.winner, f.get("len_a"), f.get("len_b"), _gen(f.get("gen_a")), _gen(f.get("gen_b")))
         )
-        if len(self._pairs) >= _FLUSH:
-            self._flush()
 
     def _flush(self) -> None:
-        if self._points:
-            self._conn.executemany("INSERT INTO bias_points VALUES (?, ?, ?, ?)", self._points)
-            self._points = []
-        if self._pairs:
-            self._conn.executemany("INSERT INTO bias_pairs VALUES (?, ?, ?, ?, ?, ?)", self._pairs)
-            self._pairs = []
+        self._points.flush()
+        self._pairs.flush()
 
     # ------------------------------------------------------------------------------------------
     # Results

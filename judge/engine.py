@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 import pydantic
 
 from judge._errors import ConfigError, DataError
+from judge._io import atomic_write
 from judge.backends._base import Backend, Completion, create_backend, fingerprint_model_dir
 from judge.cache import JudgmentCache, OutputLedger, output_slot
 from judge.config import JobConfig
@@ -82,15 +83,6 @@ def judge_identity(backend: str, model: str, options: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # Files
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class _Appender:
@@ -527,5 +519,5 @@ def run_job(
     summary.wall_s = time.perf_counter() - t0
     if info is not None:
         summary.judge = info.model_dump()
-    _atomic_write(paths.summary, json.dumps(summary.to_dict(), indent=2) + "\n")
+    atomic_write(paths.summary, json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary

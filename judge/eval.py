@@ -610,7 +610,8 @@ def run_eval(
     Returns:
         The report (also written to ``<output_dir>/report.json``).
     """
-    from judge.engine import _atomic_write, run_job
+    from judge._io import atomic_write
+    from judge.engine import run_job
 
     t0 = time.perf_counter()
     data = Path(data)
@@ -618,7 +619,7 @@ def run_eval(
     out_dir = Path(output_dir) if output_dir is not None else default_output_dir(cfg, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     items_path = out_dir / "items.jsonl"
-    _atomic_write(items_path, "".join(i.model_dump_json() + "\n" for i in _items(kind, rows)))
+    atomic_write(items_path, "".join(i.model_dump_json() + "\n" for i in _items(kind, rows)))
     job = cfg.model_copy(update={"data": items_path, "output": out_dir / "judgments.jsonl", "limit": None})
     seed = cfg.sampling.seed
     report: dict[str, Any] = {
@@ -668,7 +669,7 @@ def run_eval(
         if fit is not None:
             j["tie_threshold_fit"] = fit
     report["wall_s"] = round(time.perf_counter() - t0, 3)
-    _atomic_write(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    atomic_write(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 

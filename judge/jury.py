@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 import time
 from collections import Counter
@@ -35,6 +34,7 @@ from typing import Any, Callable, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from judge._errors import ConfigError
+from judge._io import atomic_write
 from judge.config import JobConfig, JuryMember
 from judge.metrics import krippendorff_alpha
 from judge.rubric import Rubric, resolve_rubric
@@ -316,7 +316,7 @@ def run_jury(
         )
     out_path, summary_path = _jury_paths(cfg.output)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out_path, "".join(v.model_dump_json() + "\n" for v in verdicts))
+    atomic_write(out_path, "".join(v.model_dump_json() + "\n" for v in verdicts))
     summary = JurySummary(
         output=str(out_path),
         kind=kind,
@@ -338,7 +338,7 @@ def run_jury(
         alpha=jury_alpha(kind, per_member),
     )
     summary.wall_s = time.perf_counter() - t0
-    _atomic_text(summary_path, json.dumps(summary.to_dict(), indent=2) + "\n")
+    atomic_write(summary_path, json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
 
 
@@ -374,10 +374,3 @@ class _Shared:
             self._backend = None
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

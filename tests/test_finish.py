@@ -164,8 +164,7 @@ def _peak_kib(cfg: JobConfig) -> float:
 def test_end_step_memory_does_not_grow_with_the_job(tmp_path, monkeypatch):
     # Rows are buffered in chunks before they go to SQLite: small chunks, so that both sizes fill
     # them and what is left to compare is whatever else grows.
-    monkeypatch.setattr("judge._finish._CHUNK", 100)
-    monkeypatch.setattr("judge.bias._FLUSH", 100)
+    monkeypatch.setattr("judge._io.CHUNK", 100)
     peaks = {}
     for n in (300, 3000):
         (tmp_path / str(n)).mkdir()
