@@ -90,6 +90,19 @@ class _Worker:
         }
 
 
+def worker_options(backend: str, options: dict[str, Any], tensor_parallel: int) -> dict[str, Any]:
+    """The backend options a worker is created with: the job's, plus what its placement needs.
+
+    A tensor-parallel vLLM engine inside a worker starts its ranks as Ray actors in the worker's
+    placement group (the worker itself reserves no GPU, so vLLM's own choice, which counts the GPUs
+    visible to the worker, would refuse).
+    """
+    out = dict(options)
+    if backend == "vllm" and tensor_parallel > 1:
+        out.setdefault("distributed_executor_backend", "ray")
+    return out
+
+
 def _error_text(exc: BaseException) -> str:
     text = str(exc).strip()
     # Ray's messages carry the remote traceback; the last line names the actual error.
@@ -205,7 +218,7 @@ class JudgePool:
                 w.name,
                 backend,
                 self._model,
-                dict(self.cfg.judge.options),
+                worker_options(backend, self.cfg.judge.options, self._tp),
                 backend in LOCAL_MODEL_BACKENDS,
                 slot,
                 cores,

@@ -21,8 +21,9 @@ from typing import Any, Iterator
 from judge._io import RowBuffer, atomic_write
 from judge.bias import BiasStats, features_of
 from judge.config import JobConfig
-from judge.records import Judgment, stable_hash
+from judge.records import Judgment
 from judge.rubric import Rubric
+from judge.verdicts import combine_orders, pair_key, verdicts_path
 
 __all__ = ["finish_job"]
 
@@ -75,9 +76,7 @@ class _Spool:
         return dict(zip(_FEATURES, row)) if row else None
 
     def add_pair(self, j: Judgment, seq: int, offset: int, size: int) -> None:
-        # The same grouping as judge.verdicts.pair_verdicts: pair, rubric, judge, decoding settings.
-        gkey = stable_hash([j.item_id, j.rubric.hash, j.judge.model_hash, j.sampling.model_dump(mode="json")])
-        self._pairs.add((gkey, seq, j.order, offset, size))
+        self._pairs.add((pair_key(j), seq, j.order, offset, size))
 
     def pair_groups(self, output: Path) -> Iterator[list[Judgment]]:
         """Each pair's judgments (AB first), pairs in the order their first judgment appears.
@@ -176,8 +175,6 @@ def finish_job(cfg: JobConfig, output: Path, rubrics: list[Rubric], summary: Any
     Returns:
         The number of pair verdicts written.
     """
-    from judge.verdicts import combine_orders, verdicts_path
-
     output = Path(output)
     mine = {r.content_hash for r in rubrics}
     policy = cfg.scoring.pairwise_policy

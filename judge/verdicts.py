@@ -29,6 +29,7 @@ from judge.records import JudgeInfo, Judgment, RubricRef, stable_hash
 __all__ = [
     "PairVerdict",
     "combine_orders",
+    "pair_key",
     "pair_verdicts",
     "read_judgments",
     "read_pair_verdicts",
@@ -182,6 +183,11 @@ def combine_orders(
     )
 
 
+def pair_key(j: Judgment) -> str:
+    """Which pair verdict a pairwise judgment belongs to: its pair, rubric, judge and decoding settings."""
+    return stable_hash([j.item_id, j.rubric.hash, j.judge.model_hash, j.sampling.model_dump(mode="json")])
+
+
 def pair_verdicts(
     judgments: Iterable[Judgment], policy: Policy = "strict", tie_threshold: float = 0.05, order_seed: int = 0
 ) -> list[PairVerdict]:
@@ -190,12 +196,11 @@ def pair_verdicts(
     When a judgments file holds the same order twice for a group (a reopened job), the later one
     counts. Groups come out in the order their first judgment appears.
     """
-    groups: dict[tuple[str, ...], dict[str, Judgment]] = {}
+    groups: dict[str, dict[str, Judgment]] = {}
     for j in judgments:
         if j.kind != "pairwise" or j.order is None:
             continue
-        key = (j.item_id, j.rubric.hash, j.judge.model_hash, stable_hash(j.sampling.model_dump(mode="json")))
-        groups.setdefault(key, {})[j.order] = j
+        groups.setdefault(pair_key(j), {})[j.order] = j
     out = []
     for group in groups.values():
         ordered = sorted(group.values(), key=lambda j: 0 if j.order == "AB" else 1)

@@ -39,6 +39,9 @@ class VLLMBackend:
         kv_cache_gib: CPU KV-cache size in GiB (sets ``VLLM_CPU_KVCACHE_SPACE`` if unset).
         seed: engine seed.
         max_num_seqs: most sequences per engine step.
+        distributed_executor_backend: how a tensor-parallel engine starts its ranks (``ray`` inside
+            a Ray worker, whose placement group holds the ranks' GPUs; ``mp`` on one machine);
+            None lets vLLM choose.
     """
 
     name = "vllm"
@@ -55,6 +58,7 @@ class VLLMBackend:
         kv_cache_gib: float | None = None,
         seed: int = 0,
         max_num_seqs: int = 256,
+        distributed_executor_backend: str | None = None,
     ) -> None:
         if kv_cache_gib is not None:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(kv_cache_gib) if kv_cache_gib >= 1 else 1))
@@ -75,6 +79,7 @@ class VLLMBackend:
             seed=seed,
             max_logprobs=20,
             max_num_seqs=max_num_seqs,
+            distributed_executor_backend=distributed_executor_backend,
         )
         self.tokenizer = self.llm.get_tokenizer()
 
