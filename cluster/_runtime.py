@@ -44,10 +44,11 @@ def connect(cc: ClusterConfig) -> Connection:
     ``ray.init``) keeps its connection, and it is not shut down at the end of the job.
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if cc.address is None and "ray" not in sys.modules:
+    if _on_loopback(cc.address) and "ray" not in sys.modules:
         # Ray turns a 127.0.0.1 node address into the machine's public one unless multi-node
         # clustering is off (the variable's name is historical; it is read when Ray is imported).
-        # A private local cluster has no other node: keep every port on the loopback interface.
+        # A private local cluster, or one whose head listens on the loopback interface only, has
+        # no other node: keep every port on the loopback interface.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = import_ray()
     if ray.is_initialized():
@@ -59,12 +60,29 @@ def connect(cc: ClusterConfig) -> Connection:
         ray.init(address=cc.address, log_to_driver=False)
     except Exception as exc:  # ConnectionError, or Ray's own errors for a bad address
         ray.shutdown()  # a failed Ray Client connection leaves client mode on in this process
+        auth = (
+            ""
+            if os.environ.get("RAY_AUTH_MODE")
+            else " If the cluster uses token authentication (the default of `ray start` in Ray "
+            "2.60), set RAY_AUTH_MODE=token and give this machine the cluster's token "
+            "(~/.ray/auth_token or RAY_AUTH_TOKEN)."
+        )
         raise ClusterError(
             f"cannot join the Ray cluster at cluster.address={cc.address!r}: {exc}. Start one with "
             "`ray start --head` (or `ray up cluster/cluster.yaml`), or leave cluster.address unset "
-            "for a private local cluster."
+            f"for a private local cluster.{auth}"
         ) from None
     return Connection(address=cc.address, owned=True)
+
+
+def _on_loopback(address: str | None) -> bool:
+    """Whether Ray at ``address`` (None: a private one; ``auto``: $RAY_ADDRESS) is on this host only."""
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS") or ""
+    if address is None:
+        return True
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 def start_local_ray(num_cpus: int, attempts: int = 2) -> None:

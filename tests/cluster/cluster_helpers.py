@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 # Greedy fp32: the same batch gives the same text in every process (bf16 can flip near-ties).
@@ -67,3 +70,29 @@ def describe_difference(got: set[tuple], want: set[tuple]) -> str:
         if by_key_got.get(key) != by_key_want.get(key):
             lines.append(f"{key[:12]}\n  pool:   {by_key_got.get(key)}\n  single: {by_key_want.get(key)}")
     return "\n".join(lines)
+
+
+def session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of session ``sid`` (a killed driver's private Ray, a started head node)."""
+    for _ in range(50):
+        pids = session_pids(sid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.2)

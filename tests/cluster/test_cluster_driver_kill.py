@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import N_ITEMS, describe_difference, job_dict, judgment_set
+from cluster_helpers import N_ITEMS, describe_difference, job_dict, judgment_set, kill_session
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm, pytest.mark.model, pytest.mark.slow]
 
@@ -29,32 +29,6 @@ def _complete_lines(path: Path) -> int:
     if not path.exists():
         return 0
     return path.read_bytes().count(b"\n")
-
-
-def _session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == sid:
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
-
-
-def _kill_session(sid: int) -> None:
-    """SIGKILL what is left of the killed driver's session (its private Ray and engines)."""
-    for _ in range(50):
-        pids = _session_pids(sid)
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.2)
 
 
 def test_killed_driver_rerun_does_only_the_missing_work(items, reference, tmp_path):
@@ -74,7 +48,7 @@ def test_killed_driver_rerun_does_only_the_missing_work(items, reference, tmp_pa
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=60)
     finally:
-        _kill_session(driver.pid)
+        kill_session(driver.pid)
         log.close()
     at_kill = _complete_lines(part)
     assert 0 < at_kill < N_ITEMS and not output.exists()
