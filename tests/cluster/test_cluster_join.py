@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,11 +33,19 @@ def _bin(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def head():
-    """A head node on 127.0.0.1 with token authentication, in a session of its own (stopped by it)."""
+    """A head node on 127.0.0.1 with token authentication, in a session of its own (stopped by it).
+
+    Yields its address and its token (a token of its own, so that ~/.ray is neither read nor written).
+    """
     temp = tempfile.mkdtemp(prefix="jl-ray-", dir="/tmp")  # short: Ray's socket paths live under it
     port = _free_port()
+    token = uuid.uuid4().hex
     env = dict(
-        os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token"
+        os.environ,
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=token,
     )
     cmd = [
         _bin("ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
@@ -47,7 +56,7 @@ def head():
     try:
         out, _ = starter.communicate(timeout=180)
         assert starter.returncode == 0, out.decode(errors="replace")[-3000:]
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", token
     finally:
         kill_session(starter.pid)  # the head's processes stay in the session `ray start` began
         shutil.rmtree(temp, ignore_errors=True)
@@ -77,11 +86,12 @@ def _judge(config: Path, env: dict[str, str]) -> dict:
 
 
 def test_jobs_join_a_running_cluster_by_address_and_by_auto(head, model_dir, tmp_path):
+    head, token = head
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    base["RAY_USAGE_STATS_ENABLED"] = "0"
+    base.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
 
     by_address = _job(tmp_path / "a", head, model_dir)
-    first = _judge(by_address, dict(base, RAY_AUTH_MODE="token"))
+    first = _judge(by_address, base)
     assert first["new_judgments"] == 4 and first["unscored"] == 0
     extra = first["extra"]
     assert extra["address"] == head and [w["node"] for w in extra["workers"]] == ["127.0.0.1"]
@@ -89,7 +99,7 @@ def test_jobs_join_a_running_cluster_by_address_and_by_auto(head, model_dir, tmp
     # The first job disconnected without stopping the cluster: a second one finds it through
     # RAY_ADDRESS, as the entrypoint of `ray job submit` does.
     by_auto = _job(tmp_path / "b", "auto", model_dir)
-    second = _judge(by_auto, dict(base, RAY_ADDRESS=head, RAY_AUTH_MODE="token"))
+    second = _judge(by_auto, dict(base, RAY_ADDRESS=head))
     assert second["new_judgments"] == 4 and second["extra"]["address"] == "auto"
     out_a = yaml.safe_load(by_address.read_text())["output"]
     out_b = yaml.safe_load(by_auto.read_text())["output"]
@@ -97,6 +107,7 @@ def test_jobs_join_a_running_cluster_by_address_and_by_auto(head, model_dir, tmp
 
 
 def test_an_explicit_address_without_the_token_says_how_to_authenticate(head, tmp_path, model_dir):
+    head, _ = head
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     cmd = [_bin("judgeloop"), "judge", "--config", str(_job(tmp_path, head, model_dir)), "--no-progress"]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
