@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from judge._io import RowBuffer, atomic_write
-from judge.bias import BiasStats, features_of
+from judge.bias import BiasStats, iter_item_features
 from judge.config import JobConfig
 from judge.records import Judgment
 from judge.rubric import Rubric
@@ -28,13 +28,6 @@ from judge.verdicts import combine_orders, pair_key, verdicts_path
 __all__ = ["finish_job"]
 
 _FEATURES = ("len", "len_a", "len_b", "gen", "gen_a", "gen_b")
-
-
-class _Discard:
-    """A rejects sink that keeps nothing (the job itself already wrote the rejects)."""
-
-    def append(self, _: Any) -> None:
-        pass
 
 
 class _Spool:
@@ -61,12 +54,9 @@ class _Spool:
 
     def load_features(self, cfg: JobConfig, rubrics: list[Rubric]) -> None:
         """Each valid item's features, from the dataset (a repeated id keeps its last row)."""
-        from judge.engine import JobSummary, iter_items
-
         rows = RowBuffer(self.conn, "INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?, ?)")
-        for item in iter_items(cfg, rubrics, _Discard(), JobSummary(output="")):  # type: ignore[arg-type]
-            f = features_of(item.response, item.response_a, item.response_b, item.meta)
-            rows.add((item.id, *(_text(f[k]) if k.startswith("gen") else f[k] for k in _FEATURES)))
+        for item_id, f in iter_item_features(cfg, rubrics):
+            rows.add((item_id, *(_text(f[k]) if k.startswith("gen") else f[k] for k in _FEATURES)))
         rows.flush()
 
     def features(self, item_id: str) -> dict[str, Any] | None:

@@ -25,7 +25,7 @@ import math
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from judge._io import RowBuffer
 from judge.records import Judgment
@@ -40,6 +40,7 @@ __all__ = [
     "diagnostics",
     "features_of",
     "item_features",
+    "iter_item_features",
     "length_bias",
     "position_bias",
     "self_preference",
@@ -50,14 +51,24 @@ def _name(x: Any) -> str:
     return Path(str(x).rstrip("/")).name.lower()
 
 
-def item_features(cfg: "JobConfig", rubrics: list[Rubric]) -> dict[str, dict[str, Any]]:
-    """Lengths and generator names of the job's items, by item id (reads the dataset again)."""
+class _Discard:
+    """A rejects sink that keeps nothing (the job itself has written the rejects)."""
+
+    def append(self, _: Any) -> None:
+        pass
+
+
+def iter_item_features(cfg: "JobConfig", rubrics: list[Rubric]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(item id, features)`` of each valid item of the job, streamed (reads the dataset again)."""
     from judge.engine import JobSummary, iter_items
 
-    feats: dict[str, dict[str, Any]] = {}
-    for item in iter_items(cfg, rubrics, [], JobSummary(output="")):
-        feats[item.id] = features_of(item.response, item.response_a, item.response_b, item.meta)
-    return feats
+    for item in iter_items(cfg, rubrics, _Discard(), JobSummary(output="")):  # type: ignore[arg-type]
+        yield item.id, features_of(item.response, item.response_a, item.response_b, item.meta)
+
+
+def item_features(cfg: "JobConfig", rubrics: list[Rubric]) -> dict[str, dict[str, Any]]:
+    """Lengths and generator names of the job's items, by item id (a repeated id keeps its last row)."""
+    return dict(iter_item_features(cfg, rubrics))
 
 
 def features_of(response: str | None, a: str | None, b: str | None, meta: dict[str, Any]) -> dict[str, Any]:
