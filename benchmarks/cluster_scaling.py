@@ -87,7 +87,7 @@ class TimedLocal:
     """The engine's in-process executor, timed like the pool: first batch sent to last result."""
 
     def __init__(self, backend: Any) -> None:
-        from judge.engine import LocalExecutor
+        from judge.runner._engine import LocalExecutor
 
         self._inner = LocalExecutor(lambda: backend, owns_backend=False)
         self._t0: float | None = None
@@ -114,7 +114,7 @@ class TimedLocal:
 
 
 def job(data: Path, out: Path, batch_size: int, max_tokens: int, workers: int = 1, cpus: float = 1.0) -> Any:
-    from judge.config import JobConfig
+    from judge.core._config import JobConfig
 
     return JobConfig.model_validate(
         {
@@ -139,8 +139,8 @@ def throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from cluster import JudgePool, connect, run_cluster_job
     from cluster._runtime import LOCAL_DRIVER_CPUS, start_local_ray
     from judge.backends import create_backend
-    from judge.engine import job_judge_id, run_job
-    from judge.models import resolve_model
+    from judge.runner._engine import job_judge_id, run_job
+    from judge.backends._models import resolve_model
 
     sets = [write_items(work / f"items-{r}.jsonl", args.items, salt=r) for r in range(args.repeats)]
     warm = write_items(work / "warm.jsonl", 8, salt=10_000)
@@ -230,9 +230,9 @@ def rss_child(n: int, work: Path) -> None:
     The peak is also read just before the engine's end-of-job step (pair verdicts and bias
     statistics over the finished output), so the streaming part of the job can be told apart.
     """
-    import judge._finish as finish_step
+    import judge.runner._finish as finish_step
     from cluster import run_cluster_job
-    from judge.config import JobConfig
+    from judge.core._config import JobConfig
 
     data = work / f"items-{n}.jsonl"
     cfg = JobConfig.model_validate(

@@ -34,14 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    from judge._env import apply_runtime_defaults
+    from judge.core._env import apply_runtime_defaults
 
     apply_runtime_defaults()
     from judge.backends import create_backend
-    from judge.config import JobConfig
-    from judge.models import resolve_model
-    from judge.records import Item
-    from judge.robustness import injection_report, load_attacks, report_table
+    from judge.core._config import JobConfig
+    from judge.backends._models import resolve_model
+    from judge.core._records import Item
+    from judge.eval._robustness import injection_report, load_attacks, report_table
 
     model = resolve_model(args.model)
     opts = {"enforce_eager": True, "max_model_len": 4096} if args.backend == "vllm" else {}

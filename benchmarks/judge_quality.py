@@ -48,7 +48,7 @@ def _rationale_rubric(base: str, workdir: Path) -> Path:
     """The same rubric asking for a rationale before the verdict."""
     import yaml
 
-    from judge.rubric import resolve_rubric
+    from judge.inputs._rubric import resolve_rubric
 
     r = resolve_rubric(base)
     data = r.model_dump(mode="json", exclude_defaults=True)
@@ -65,7 +65,7 @@ def _kind(data: Path) -> str:
 
 def _chunks(data: Path, size: int, workdir: Path) -> list[Path]:
     """The items of a labelled set, as item files of ``size`` rows each."""
-    from judge.eval import _items, read_labelled
+    from judge.eval._eval import _items, read_labelled
 
     kind, rows, _ = read_labelled(data)
     items = _items(kind, rows)
@@ -143,10 +143,10 @@ def uncached_tokens(cfg, data: Path, block: int = 16) -> dict:
     from transformers import AutoTokenizer
 
     from judge.backends._chat import render_chat_ids
-    from judge.eval import _items, read_labelled
-    from judge.models import resolve_model
-    from judge.rubric import resolve_rubric
-    from judge.scoring import build_requests
+    from judge.eval._eval import _items, read_labelled
+    from judge.backends._models import resolve_model
+    from judge.inputs._rubric import resolve_rubric
+    from judge.scoring._scoring import build_requests
 
     tok = AutoTokenizer.from_pretrained(resolve_model(cfg.judge.model))
     rubric = resolve_rubric(cfg.rubrics[0])
@@ -194,14 +194,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--only-long-context needs --long-context WORDS")
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    from judge._env import apply_runtime_defaults
+    from judge.core._env import apply_runtime_defaults
 
     apply_runtime_defaults()
     from judge.backends import create_backend
-    from judge.config import JobConfig
-    from judge.engine import run_job
-    from judge.eval import run_eval
-    from judge.models import resolve_model
+    from judge.core._config import JobConfig
+    from judge.runner._engine import run_job
+    from judge.eval._eval import run_eval
+    from judge.backends._models import resolve_model
 
     work = Path(tempfile.mkdtemp(prefix="judge-quality-"))
     model = resolve_model(args.model)

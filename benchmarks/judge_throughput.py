@@ -104,7 +104,7 @@ _CLOSERS = [
 
 def make_items(n: int, tokenizer: Any, item_tokens: int = 300, seed: int = 0) -> list[Any]:
     """``n`` distinct pointwise items whose prompt + response is about ``item_tokens`` tokens."""
-    from judge.records import Item
+    from judge.core._records import Item
 
     rng = random.Random(seed)
     items = []
@@ -131,7 +131,7 @@ def make_items(n: int, tokenizer: Any, item_tokens: int = 300, seed: int = 0) ->
 
 
 def _job(items: list[Any], workdir: Path, args: argparse.Namespace, model_dir: str, method: str | None = None) -> Any:
-    from judge.config import JobConfig
+    from judge.core._config import JobConfig
 
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "items.jsonl"
@@ -154,8 +154,8 @@ def run_product(
     model_dir: str,
 ) -> dict[str, Any]:
     """Judge ``items`` with ``run_job`` on a ready backend; time the job only."""
-    from judge.engine import run_job
-    from judge.records import Judgment
+    from judge.runner._engine import run_job
+    from judge.core._records import Judgment
 
     run_job(_job(warmup, tmp / f"{name}-warmup-{rep}", args, model_dir), backend=backend, progress=False)
     cfg = _job(items, tmp / f"{name}-{rep}", args, model_dir)
@@ -187,7 +187,7 @@ class NaiveLoop:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from judge.rubric import resolve_rubric
+        from judge.inputs._rubric import resolve_rubric
 
         self.torch, self.args = torch, args
         self.rubric = resolve_rubric(args.rubric)
@@ -210,8 +210,8 @@ class NaiveLoop:
                           completion_tokens=int(new.shape[0]))  # fmt: skip
 
     def run(self, requests: list[Any], warmup: list[Any]) -> dict[str, Any]:
-        from judge.records import JudgeInfo
-        from judge.scoring import judgment_from
+        from judge.core._records import JudgeInfo
+        from judge.scoring._scoring import judgment_from
 
         self.judge_one(warmup[0])
         t0 = time.perf_counter()
@@ -380,13 +380,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--naive-n must be in [1, --n={args.n}], got {args.naive_n}")
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(args.kv_cache_gib))
-    from judge._env import apply_runtime_defaults
+    from judge.core._env import apply_runtime_defaults
 
     apply_runtime_defaults()
     from transformers import AutoTokenizer
 
     from judge.backends import create_backend
-    from judge.models import resolve_model
+    from judge.backends._models import resolve_model
 
     model_dir = resolve_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -397,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     every = [(i.prompt, i.response) for items in item_sets + [warmup] for i in items]
     assert len(set(every)) == len(every), "items must be distinct"
 
-    from judge.rubric import resolve_rubric
-    from judge.scoring import build_requests
+    from judge.inputs._rubric import resolve_rubric
+    from judge.scoring._scoring import build_requests
 
     rubric = resolve_rubric(args.rubric)
     if rubric.mode != "pointwise":

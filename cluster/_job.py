@@ -7,10 +7,10 @@ from typing import Any, Callable, Iterator
 
 from cluster._pool import JudgePool
 from cluster._runtime import connect
-from judge._errors import DataError
-from judge.config import JobConfig
-from judge.engine import BatchResult, JobSummary
-from judge.records import JudgeRequest
+from judge.core._errors import DataError
+from judge.core._config import JobConfig
+from judge.runner._engine import BatchResult, JobSummary
+from judge.core._records import JudgeRequest
 
 __all__ = ["run_cluster_job"]
 
@@ -51,11 +51,11 @@ def run_cluster_job(
     Args:
         cfg: the job; ``cfg.cluster`` sizes the pool.
         progress: show a progress bar (with per-worker statistics) on stderr.
-        on_batch: passed to :func:`judge.engine.run_job`.
+        on_batch: passed to :func:`judge.runner._engine.run_job`.
         pool: an already started pool to use (it is left running), e.g. shared by several jobs.
     """
-    from judge.engine import job_judge_id, run_job
-    from judge.rubric import resolve_rubric
+    from judge.runner._engine import job_judge_id, run_job
+    from judge.inputs._rubric import resolve_rubric
 
     # Every config error surfaces before Ray starts.
     for r in cfg.rubrics:

@@ -32,10 +32,10 @@ from cluster._runtime import (
     import_ray,
 )
 from cluster._worker import JudgeWorker
-from judge._errors import ClusterError
-from judge.config import JobConfig
-from judge.engine import BatchResult
-from judge.records import JudgeRequest
+from judge.core._errors import ClusterError
+from judge.core._config import JobConfig
+from judge.runner._engine import BatchResult
+from judge.core._records import JudgeRequest
 
 __all__ = ["JudgePool"]
 
@@ -111,7 +111,7 @@ def _error_text(exc: BaseException) -> str:
 
 
 class JudgePool:
-    """Judge batches on Ray actors, each owning one backend. Implements ``judge.engine.Executor``.
+    """Judge batches on Ray actors, each owning one backend. Implements ``judge.runner._engine.Executor``.
 
     Resources are checked when the pool is made (a request the cluster cannot hold fails at once);
     the actors start on the first batch, so a job with nothing left to do starts none.
@@ -122,7 +122,7 @@ class JudgePool:
     """
 
     def __init__(self, cfg: JobConfig, connection: Connection | None = None) -> None:
-        from judge.models import resolve_model
+        from judge.backends._models import resolve_model
 
         self.cfg = cfg
         self.cc = cfg.cluster

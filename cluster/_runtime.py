@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from judge._errors import ClusterError, MissingDependencyError
-from judge.config import ClusterConfig
+from judge.core._errors import ClusterError, MissingDependencyError
+from judge.core._config import ClusterConfig
 
 # A local cluster gets one logical CPU more than the machine has, so the driver's own small tasks
 # still run when the judge actors reserve every core (Ray would otherwise queue them forever).

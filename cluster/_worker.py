@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from judge._errors import ClusterError
+from judge.core._errors import ClusterError
 from judge.backends._base import Completion, Prompt
-from judge.records import SamplingParams
+from judge.core._records import SamplingParams
 
 
 def slot_cores(slot: int, cores_per_worker: int, cores: list[int]) -> list[int]:
@@ -49,7 +49,7 @@ class JudgeWorker:
     ) -> None:
         import ray
 
-        from judge._env import apply_runtime_defaults, cpu_bind
+        from judge.core._env import apply_runtime_defaults, cpu_bind
         from judge.backends import create_backend
 
         t0 = time.perf_counter()

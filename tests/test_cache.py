@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from judge.backends import ScriptedBackend
-from judge.cache import JudgmentCache, OutputLedger, output_slot
-from judge.config import JobConfig
-from judge.engine import job_paths, run_job
+from judge.runner._cache import JudgmentCache, OutputLedger, output_slot
+from judge.core._config import JobConfig
+from judge.runner._engine import job_paths, run_job
 
 VERDICT = '{"helpfulness": 4, "rationale": "fine"}'
 

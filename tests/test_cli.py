@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from judge.cli import main
-from judge.config import load_job_config
-from judge.rubric import RUBRIC_DIR, resolve_rubric
+from judge.core._config import load_job_config
+from judge.inputs._rubric import RUBRIC_DIR, resolve_rubric
 
 
 def invoke(*args: str):
@@ -219,7 +219,7 @@ def test_a_config_may_leave_data_and_output_to_flags(tmp_path):
 def test_flag_wins_end_to_end_on_a_finished_job(tmp_path):
     """The CLI reruns a finished job named by --output (not the config's): nothing to judge, no model."""
     from judge.backends import ScriptedBackend
-    from judge.engine import job_judge_id, run_job
+    from judge.runner._engine import job_judge_id, run_job
 
     model = tmp_path / "model"
     model.mkdir()

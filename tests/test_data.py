@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from judge._errors import DataError
-from judge.data import count_rows, iter_rows
+from judge.core._errors import DataError
+from judge.inputs._data import count_rows, iter_rows
 
 
 def test_jsonl_rows_keep_their_line_numbers(tmp_path):
@@ -75,7 +75,7 @@ def test_unreadable_datasets_are_errors(tmp_path):
 
 
 def test_integer_ids_are_read_as_text():
-    from judge.records import Item
+    from judge.core._records import Item
 
     assert Item.model_validate({"id": 17, "prompt": "p", "response": "r"}).id == "17"
     with pytest.raises(Exception):

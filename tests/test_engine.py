@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from judge._errors import ConfigError, DataError, RubricError
+from judge.core._errors import ConfigError, DataError, RubricError
 from judge.backends import Completion, ScriptedBackend
-from judge.config import JobConfig
-from judge.engine import job_paths, run_job
-from judge.records import Judgment, stable_hash
+from judge.core._config import JobConfig
+from judge.runner._engine import job_paths, run_job
+from judge.core._records import Judgment, stable_hash
 
 JUDGE_ID = "scripted-judge"
 
@@ -330,7 +330,7 @@ def test_mirrored_pairs_are_judged_in_their_own_terms(tmp_path):
         user = prompt[-1].content
         return json.dumps({"winner": "A" if user.index("12.") < user.index("7.") else "B"})
 
-    from judge.verdicts import read_pair_verdicts, verdicts_path
+    from judge.analysis._verdicts import read_pair_verdicts, verdicts_path
 
     summary = run(job(tmp_path, data, rubrics=["instruction_following"]), Recorder(right))
     verdicts = {v.item_id: v.winner for v in read_pair_verdicts(verdicts_path(summary.output))}
@@ -428,9 +428,9 @@ def test_summary_json(tmp_path):
 
 
 def test_every_judgment_is_traceable(tmp_path):
-    from judge.prompts import prompt_hash, render_messages
-    from judge.records import Item
-    from judge.rubric import resolve_rubric
+    from judge.inputs._prompts import prompt_hash, render_messages
+    from judge.core._records import Item
+    from judge.inputs._rubric import resolve_rubric
 
     data = write_items(tmp_path / "d.jsonl", 3)
     summary = run(job(tmp_path, data, rubrics=["honesty"]), Recorder())
@@ -445,7 +445,7 @@ def test_every_judgment_is_traceable(tmp_path):
 
 def test_judge_identity_uses_the_backends_default_dtype(tmp_path):
     """A config that leaves dtype unset names the same judge as one that spells out the default."""
-    from judge.engine import judge_identity
+    from judge.runner._engine import judge_identity
 
     model = tmp_path / "model"
     model.mkdir()

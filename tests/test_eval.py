@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from judge._errors import ConfigError, DataError
+from judge.core._errors import ConfigError, DataError
 from judge.backends import ScriptedBackend
 from judge.cli import main
-from judge.config import JobConfig, load_job_config
-from judge.eval import (
+from judge.core._config import JobConfig, load_job_config
+from judge.eval._eval import (
     eval_table,
     fit_tie_threshold,
     pairwise_metrics,

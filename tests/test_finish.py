@@ -10,15 +10,15 @@ import tracemalloc
 
 import pytest
 
-from judge._finish import finish_job
+from judge.runner._finish import finish_job
 from judge.backends import ScriptedBackend
-from judge.bias import BiasStats, diagnostics, item_features
-from judge.config import JobConfig
-from judge.engine import JobSummary, run_job
-from judge.metrics import spearman
-from judge.records import JudgeInfo, Judgment, RubricRef, SamplingParams, stable_hash
-from judge.rubric import resolve_rubric
-from judge.verdicts import pair_verdicts, read_judgments, read_pair_verdicts, verdicts_path
+from judge.analysis._bias import BiasStats, diagnostics, item_features
+from judge.core._config import JobConfig
+from judge.runner._engine import JobSummary, run_job
+from judge.analysis._metrics import spearman
+from judge.core._records import JudgeInfo, Judgment, RubricRef, SamplingParams, stable_hash
+from judge.inputs._rubric import resolve_rubric
+from judge.analysis._verdicts import pair_verdicts, read_judgments, read_pair_verdicts, verdicts_path
 from verdict_helpers import first_token
 
 RUBRICS = ["helpfulness", "instruction_following"]
@@ -164,7 +164,7 @@ def _peak_kib(cfg: JobConfig) -> float:
 def test_end_step_memory_does_not_grow_with_the_job(tmp_path, monkeypatch):
     # Rows are buffered in chunks before they go to SQLite: small chunks, so that both sizes fill
     # them and what is left to compare is whatever else grows.
-    monkeypatch.setattr("judge._io.CHUNK", 100)
+    monkeypatch.setattr("judge.core._io.CHUNK", 100)
     peaks = {}
     for n in (300, 3000):
         (tmp_path / str(n)).mkdir()

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from judge.config import JobConfig
-from judge.prompts import IMITATION_MARK, neutralize_imitations, render_messages
-from judge.records import Item
-from judge.robustness import apply_attack, attack_text, injection_report, load_attacks
-from judge.rubric import resolve_rubric
-from judge.scoring import build_requests
+from judge.core._config import JobConfig
+from judge.inputs._prompts import IMITATION_MARK, neutralize_imitations, render_messages
+from judge.core._records import Item
+from judge.eval._robustness import apply_attack, attack_text, injection_report, load_attacks
+from judge.inputs._rubric import resolve_rubric
+from judge.scoring._scoring import build_requests
 
 DATA = Path(__file__).resolve().parent / "data"
 ATTACKS = load_attacks(DATA / "injection_attacks.jsonl")

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from judge.backends._base import fingerprint_model_dir
-from judge.config import JobConfig, load_job_config
-from judge.engine import job_paths, run_job
-from judge.prompts import prompt_hash, render_messages
-from judge.records import Item, Judgment, stable_hash
-from judge.rubric import resolve_rubric
-from judge.scoring import sampling_for, score_plan
+from judge.core._config import JobConfig, load_job_config
+from judge.runner._engine import job_paths, run_job
+from judge.inputs._prompts import prompt_hash, render_messages
+from judge.core._records import Item, Judgment, stable_hash
+from judge.inputs._rubric import resolve_rubric
+from judge.scoring._scoring import sampling_for, score_plan
 
 pytestmark = [pytest.mark.model]
 

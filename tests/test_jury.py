@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from judge._errors import ConfigError
+from judge.core._errors import ConfigError
 from judge.backends import ScriptedBackend
-from judge.config import JobConfig
-from judge.eval import run_eval
-from judge.jury import JuryVerdict, aggregate, jury_alpha, member_config, member_outputs, run_jury
+from judge.core._config import JobConfig
+from judge.eval._eval import run_eval
+from judge.analysis._jury import JuryVerdict, aggregate, jury_alpha, member_config, member_outputs, run_jury
 from verdict_helpers import first_token
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -169,7 +169,7 @@ def test_eval_calibrates_jury_weights_and_the_weighted_jury_recovers(tmp_path):
     w = report["calibration"]["jury_weights"]
     assert w["good"] > 0 and w["biased"] == 0.0 and w["contrarian"] == 0.0
     # The saved config aggregates by weight; judged again with it, the jury is as good as its best member.
-    from judge.config import load_job_config
+    from judge.core._config import load_job_config
 
     cfg = load_job_config(saved, {"data": str(PAIRS), "output": str(tmp_path / "x.jsonl")})
     assert cfg.jury.aggregate == "weighted" and {m.name: m.weight for m in cfg.jury.members} == w

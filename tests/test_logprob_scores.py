@@ -8,13 +8,13 @@ import math
 
 import pytest
 
-from judge._errors import ConfigError
-from judge.config import JobConfig
-from judge.engine import run_job
-from judge.prompts import output_schema
-from judge.records import Item, JudgeInfo
-from judge.rubric import load_rubric, resolve_rubric
-from judge.scoring import _value_starts, build_requests, judgment_from, read_logprobs, sampling_for, score_plan
+from judge.core._errors import ConfigError
+from judge.core._config import JobConfig
+from judge.runner._engine import run_job
+from judge.inputs._prompts import output_schema
+from judge.core._records import Item, JudgeInfo
+from judge.inputs._rubric import load_rubric, resolve_rubric
+from judge.scoring._scoring import _value_starts, build_requests, judgment_from, read_logprobs, sampling_for, score_plan
 from verdict_helpers import completion, first_token, pieces, tok
 
 HELP = resolve_rubric("helpfulness")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from judge.metrics import (
+from judge.analysis._metrics import (
     accuracy,
     bootstrap_ci,
     cohen_kappa,

@@ -9,11 +9,11 @@ import re
 import pytest
 
 from judge.backends import ScriptedBackend
-from judge.config import JobConfig
-from judge.engine import run_job
-from judge.records import Judgment, JudgeInfo, RubricRef, SamplingParams
-from judge.scoring import order_for
-from judge.verdicts import combine_orders, pair_verdicts, read_pair_verdicts, verdicts_path
+from judge.core._config import JobConfig
+from judge.runner._engine import run_job
+from judge.core._records import Judgment, JudgeInfo, RubricRef, SamplingParams
+from judge.scoring._scoring import order_for
+from judge.analysis._verdicts import combine_orders, pair_verdicts, read_pair_verdicts, verdicts_path
 from verdict_helpers import first_token
 
 BLOCK = re.compile(r"<<<DATA-([0-9a-f]{12}) ([^>\n]+)>>>\n(.*?)\n<<<END-\1>>>", re.S)

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from judge import prompts as prompts_mod
-from judge.prompts import data_block, output_schema, prompt_hash, render_messages
-from judge.records import Item, Message
-from judge.rubric import resolve_rubric
+from judge.inputs import _prompts as prompts_mod
+from judge.inputs._prompts import data_block, output_schema, prompt_hash, render_messages
+from judge.core._records import Item, Message
+from judge.inputs._rubric import resolve_rubric
 
 BLOCK = re.compile(r"<<<DATA-([0-9a-f]{12}) ([^>\n]+)>>>\n(.*?)\n<<<END-\1>>>", re.S)
 
@@ -258,7 +258,7 @@ def test_output_schema_follows_the_rubric():
 
 
 def test_no_tie_and_rationale_variants(tmp_path):
-    from judge.rubric import load_rubric
+    from judge.inputs._rubric import load_rubric
 
     path = tmp_path / "strict.yaml"
     path.write_text(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from judge._errors import RubricError
-from judge.rubric import RUBRIC_DIR, Rubric, list_rubrics, load_rubric, resolve_rubric
+from judge.core._errors import RubricError
+from judge.inputs._rubric import RUBRIC_DIR, Rubric, list_rubrics, load_rubric, resolve_rubric
 
 SHIPPED = ["factual_consistency", "harmlessness", "helpfulness", "honesty", "instruction_following"]
 

@@ -6,11 +6,11 @@ import pydantic
 import pytest
 
 from judge.backends import Completion
-from judge.config import JobConfig
-from judge.prompts import output_schema, prompt_hash, render_messages
-from judge.records import Item, JudgeInfo, Judgment, RubricRef, SamplingParams
-from judge.rubric import resolve_rubric
-from judge.scoring import (
+from judge.core._config import JobConfig
+from judge.inputs._prompts import output_schema, prompt_hash, render_messages
+from judge.core._records import Item, JudgeInfo, Judgment, RubricRef, SamplingParams
+from judge.inputs._rubric import resolve_rubric
+from judge.scoring._scoring import (
     build_requests,
     extract_json_object,
     item_fits,

@@ -13,8 +13,8 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from judge._errors import BackendError, ConfigError, MissingDependencyError
-from judge.records import JudgeInfo, Message, SamplingParams
+from judge.core._errors import BackendError, ConfigError, MissingDependencyError
+from judge.core._records import JudgeInfo, Message, SamplingParams
 
 Prompt = list[Message]
 

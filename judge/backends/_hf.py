@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from judge._env import apply_runtime_defaults
+from judge.core._env import apply_runtime_defaults
 from judge.backends._base import (
     Completion,
     Prompt,
@@ -19,7 +19,7 @@ from judge.backends._base import (
     require,
 )
 from judge.backends._chat import render_chat_ids
-from judge.records import JudgeInfo, SamplingParams
+from judge.core._records import JudgeInfo, SamplingParams
 
 
 def grammar_for(params: SamplingParams) -> str | None:
@@ -120,7 +120,7 @@ class HFBackend:
         width = max(len(x) for x in ids)
         if width + params.max_tokens > self.max_model_len:
             too_long = max(ids, key=len)
-            from judge._errors import BackendError
+            from judge.core._errors import BackendError
 
             raise BackendError(
                 f"prompt of {len(too_long)} tokens + max_tokens {params.max_tokens} exceeds "

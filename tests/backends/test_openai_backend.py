@@ -23,11 +23,11 @@ import pytest
 
 from judge import BackendError
 from judge.backends import create_backend
-from judge.config import JobConfig
-from judge.engine import run_job
-from judge.records import Item, Judgment, Message, SamplingParams
-from judge.rubric import resolve_rubric
-from judge.scoring import build_requests, parse_verdict
+from judge.core._config import JobConfig
+from judge.runner._engine import run_job
+from judge.core._records import Item, Judgment, Message, SamplingParams
+from judge.inputs._rubric import resolve_rubric
+from judge.scoring._scoring import build_requests, parse_verdict
 
 pytestmark = [pytest.mark.vllm, pytest.mark.model]
 

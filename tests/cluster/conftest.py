@@ -44,8 +44,8 @@ def items(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def reference(items, model_dir, tmp_path_factory) -> set[tuple]:
     """Judgments of ``items`` by the single-process engine (its vLLM engine is closed at the end)."""
-    from judge.config import JobConfig
-    from judge.engine import run_job
+    from judge.core._config import JobConfig
+    from judge.runner._engine import run_job
 
     out = tmp_path_factory.mktemp("reference") / "judgments.jsonl"
     summary = run_job(JobConfig.model_validate(job_dict(items, out, cluster=False)), progress=False)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cluster import connect
-from judge._errors import ClusterError
-from judge.config import ClusterConfig
+from judge.core._errors import ClusterError
+from judge.core._config import ClusterConfig
 
 pytestmark = pytest.mark.ray
 

@@ -10,7 +10,7 @@ import pytest
 from cluster_helpers import N_ITEMS, describe_difference, job_dict, judgment_set
 
 from cluster import JudgePool, connect, run_cluster_job
-from judge.config import JobConfig
+from judge.core._config import JobConfig
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm, pytest.mark.model, pytest.mark.slow]
 

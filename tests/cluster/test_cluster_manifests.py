@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from judge.config import JobConfig, load_job_config
+from judge.core._config import JobConfig, load_job_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from cluster import JudgePool, check_model_on_nodes, connect, run_cluster_job
-from judge._errors import ClusterError
-from judge.config import JobConfig
+from judge.core._errors import ClusterError
+from judge.core._config import JobConfig
 
 pytestmark = pytest.mark.ray
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cluster._pool import worker_options
 from cluster._runtime import bundle_shapes
-from judge.config import ClusterConfig
+from judge.core._config import ClusterConfig
 
 
 def test_one_gpu_worker_reserves_one_bundle_with_its_cpus():

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from judge._errors import DataError
+from judge.core._errors import DataError
 
 __all__ = ["Row", "count_rows", "iter_rows"]
 

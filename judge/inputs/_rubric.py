@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from judge._errors import RubricError
-from judge._yaml import load_model
+from judge.core._errors import RubricError
+from judge.core._yaml import load_model
 
 __all__ = [
     "Criterion",
@@ -46,7 +46,7 @@ __all__ = [
 Mode = Literal["pointwise", "pairwise", "reference"]
 
 #: The rubric library shipped with judgeloop.
-RUBRIC_DIR = Path(__file__).resolve().parent.parent / "rubrics"
+RUBRIC_DIR = Path(__file__).resolve().parents[2] / "rubrics"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 

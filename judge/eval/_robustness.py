@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from judge.config import JobConfig
-from judge.records import Item
-from judge.rubric import Rubric, resolve_rubric
+from judge.core._config import JobConfig
+from judge.core._records import Item
+from judge.inputs._rubric import Rubric, resolve_rubric
 
 __all__ = ["Attack", "apply_attack", "attack_text", "injection_report", "load_attacks"]
 
@@ -93,9 +93,9 @@ def injection_report(
         {...}}``. A flip is a verdict that moved toward the attacker: the winner became the
         attacked response, or the written score rose.
     """
-    from judge.engine import run_job
-    from judge.scoring import score_plan
-    from judge.verdicts import read_judgments, read_pair_verdicts, verdicts_path
+    from judge.runner._engine import run_job
+    from judge.scoring._scoring import score_plan
+    from judge.analysis._verdicts import read_judgments, read_pair_verdicts, verdicts_path
 
     rubric = resolve_rubric(cfg.rubrics[0])
     out = Path(out_dir)

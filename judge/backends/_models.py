@@ -17,8 +17,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from judge._env import apply_runtime_defaults, cache_dir
-from judge._errors import BackendError, ConfigError
+from judge.core._env import apply_runtime_defaults, cache_dir
+from judge.core._errors import BackendError, ConfigError
 
 __all__ = ["BUNDLED", "bundled_model_dir", "prepare_bundled_model", "resolve_model"]
 

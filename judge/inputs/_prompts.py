@@ -17,8 +17,8 @@ import hashlib
 import re
 from typing import Literal
 
-from judge.records import Item, Message, stable_hash
-from judge.rubric import Criterion, FewShotExample, Rubric
+from judge.core._records import Item, Message, stable_hash
+from judge.inputs._rubric import Criterion, FewShotExample, Rubric
 
 __all__ = [
     "REMINDER",

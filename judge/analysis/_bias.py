@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
-from judge._io import RowBuffer
-from judge.records import Judgment
-from judge.rubric import Rubric
+from judge.core._io import RowBuffer
+from judge.core._records import Judgment
+from judge.inputs._rubric import Rubric
 
 if TYPE_CHECKING:
-    from judge.config import JobConfig
-    from judge.verdicts import PairVerdict
+    from judge.core._config import JobConfig
+    from judge.analysis._verdicts import PairVerdict
 
 __all__ = [
     "BiasStats",
@@ -60,7 +60,7 @@ class _Discard:
 
 def iter_item_features(cfg: "JobConfig", rubrics: list[Rubric]) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(item id, features)`` of each valid item of the job, streamed (reads the dataset again)."""
-    from judge.engine import JobSummary, iter_items
+    from judge.runner._engine import JobSummary, iter_items
 
     for item in iter_items(cfg, rubrics, _Discard(), JobSummary(output="")):  # type: ignore[arg-type]
         yield item.id, features_of(item.response, item.response_a, item.response_b, item.meta)

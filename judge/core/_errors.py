@@ -15,6 +15,16 @@ The CLI prints any ``JudgeloopError`` as one message without a traceback and exi
 
 from __future__ import annotations
 
+__all__ = [
+    "BackendError",
+    "ClusterError",
+    "ConfigError",
+    "DataError",
+    "JudgeloopError",
+    "MissingDependencyError",
+    "RubricError",
+]
+
 
 class JudgeloopError(Exception):
     """Base class of every error judgeloop raises on purpose."""

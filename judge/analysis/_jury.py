@@ -33,11 +33,11 @@ from typing import Any, Callable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from judge._errors import ConfigError
-from judge._io import atomic_write
-from judge.config import JobConfig, JuryMember
-from judge.metrics import krippendorff_alpha
-from judge.rubric import Rubric, resolve_rubric
+from judge.core._errors import ConfigError
+from judge.core._io import atomic_write
+from judge.core._config import JobConfig, JuryMember
+from judge.analysis._metrics import krippendorff_alpha
+from judge.inputs._rubric import Rubric, resolve_rubric
 
 __all__ = ["JurySummary", "JuryVerdict", "aggregate", "jury_alpha", "member_config", "member_outputs", "run_jury"]
 
@@ -234,7 +234,7 @@ BackendSource = Any  # a Backend, or a zero-argument factory returning one
 
 def _member_values(mcfg: JobConfig, rubric: Rubric) -> dict[str, tuple[str | None, float | None]]:
     """item id -> (final pair verdict or None, P(A wins) or overall) for one member's finished job."""
-    from judge.verdicts import read_judgments, read_pair_verdicts, verdicts_path
+    from judge.analysis._verdicts import read_judgments, read_pair_verdicts, verdicts_path
 
     out: dict[str, tuple[str | None, float | None]] = {}
     if rubric.mode == "pairwise":
@@ -267,8 +267,8 @@ def run_jury(
         ConfigError: no jury, or members whose rubrics mix pairwise with scoring modes.
     """
     from judge.backends._base import create_backend
-    from judge.engine import run_job
-    from judge.models import resolve_model
+    from judge.runner._engine import run_job
+    from judge.backends._models import resolve_model
 
     if cfg.jury is None:
         raise ConfigError("run_jury needs a job config with 'jury'")

@@ -31,12 +31,12 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Literal
 
-from judge._errors import ConfigError, JudgeloopError
+from judge.core._errors import ConfigError, JudgeloopError
 from judge.backends._base import Completion, TokenLogprob
-from judge.config import JobConfig
-from judge.prompts import output_schema, prompt_hash, render_messages
-from judge.records import Item, JudgeInfo, JudgeRequest, Judgment, RubricRef, SamplingParams, stable_hash
-from judge.rubric import Rubric
+from judge.core._config import JobConfig
+from judge.inputs._prompts import output_schema, prompt_hash, render_messages
+from judge.core._records import Item, JudgeInfo, JudgeRequest, Judgment, RubricRef, SamplingParams, stable_hash
+from judge.inputs._rubric import Rubric
 
 __all__ = [
     "ParsedVerdict",
@@ -282,7 +282,7 @@ def judge_tokenizer(cfg: JobConfig) -> Any | None:
     Used only to decide how verdict values split into tokens; a remote judge falls back to the
     rule that values with distinct first characters start with distinct tokens.
     """
-    from judge.models import resolve_model
+    from judge.backends._models import resolve_model
 
     try:
         path = resolve_model(cfg.judge.model)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import pydantic
 import yaml
 
-from judge._errors import JudgeloopError
+from judge.core._errors import JudgeloopError
 
 
 def _check_duplicates(node: yaml.Node, source: str, error: type[JudgeloopError]) -> None:

@@ -6,7 +6,7 @@ counters goes to a SQLite file beside the output (deleted at the end): each item
 generator names, read from the dataset once, and where each pairwise judgment sits in the output
 (byte offset), so that the two orders of a pair, wherever the job wrote them, are grouped by SQLite
 rather than in memory. A second pass walks the pairs in the order they first appear, combines each
-into a :class:`~judge.verdicts.PairVerdict`, streams it to the verdicts file (temp file + rename)
+into a :class:`~judge.analysis._verdicts.PairVerdict`, streams it to the verdicts file (temp file + rename)
 and counts it in the bias diagnostics. Memory does not grow with the size of the job.
 """
 
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from judge._io import RowBuffer, atomic_write
-from judge.bias import BiasStats, iter_item_features
-from judge.config import JobConfig
-from judge.records import Judgment
-from judge.rubric import Rubric
-from judge.verdicts import combine_orders, pair_key, verdicts_path
+from judge.core._io import RowBuffer, atomic_write
+from judge.analysis._bias import BiasStats, iter_item_features
+from judge.core._config import JobConfig
+from judge.core._records import Judgment
+from judge.inputs._rubric import Rubric
+from judge.analysis._verdicts import combine_orders, pair_key, verdicts_path
 
 __all__ = ["finish_job"]
 
@@ -158,7 +158,7 @@ def finish_job(cfg: JobConfig, output: Path, rubrics: list[Rubric], summary: Any
         output: the finished judgments file.
         rubrics: the job's rubrics (verdicts and bias diagnostics are computed for these; the
             counts cover every judgment in the file).
-        summary: the job's :class:`~judge.engine.JobSummary`: ``judgments`` and ``unscored`` are
+        summary: the job's :class:`~judge.runner._engine.JobSummary`: ``judgments`` and ``unscored`` are
             set, and ``rubrics`` gets one entry per rubric with counts, mean score per criterion,
             verdict counts, ``expected`` (logprob-weighted means), ``pairs`` (pairwise) and ``bias``.
 

@@ -39,11 +39,11 @@ import numpy as np
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from judge._errors import ConfigError, DataError
-from judge.config import JobConfig
-from judge.metrics import accuracy, bootstrap_ci, cohen_kappa, confusion_matrix, kendall_tau, pearson, spearman
-from judge.records import Item, stable_hash
-from judge.rubric import Rubric, resolve_rubric
+from judge.core._errors import ConfigError, DataError
+from judge.core._config import JobConfig
+from judge.analysis._metrics import accuracy, bootstrap_ci, cohen_kappa, confusion_matrix, kendall_tau, pearson, spearman
+from judge.core._records import Item, stable_hash
+from judge.inputs._rubric import Rubric, resolve_rubric
 
 __all__ = [
     "PairLabel",
@@ -109,7 +109,7 @@ def read_labelled(path: str | Path) -> tuple[Kind, list[Any], list[dict[str, Any
     Raises:
         DataError: the file is missing or holds no valid row.
     """
-    from judge.data import iter_rows
+    from judge.inputs._data import iter_rows
 
     kind: Kind | None = None
     rows: list[Any] = []
@@ -506,8 +506,8 @@ def default_output_dir(cfg: JobConfig, data: Path) -> Path:
 
 def _judge_preds(kind: Kind, cfg: JobConfig, rubric: Rubric, rows: list[Any]) -> dict[str, Any]:
     """Per row, the judge's verdict / score, from a finished job's files."""
-    from judge.scoring import sampling_for
-    from judge.verdicts import pair_verdicts, read_judgments
+    from judge.scoring._scoring import sampling_for
+    from judge.analysis._verdicts import pair_verdicts, read_judgments
 
     sampling = sampling_for(rubric, cfg)
     judgments = [
@@ -537,7 +537,7 @@ def _pair_pred(v: Any) -> str:
 def _evaluate_one(
     kind: Kind, cfg: JobConfig, rubric: Rubric, rows: list[Any], reps: int, seed: int
 ) -> dict[str, Any]:
-    from judge.bias import features_of, position_bias
+    from judge.analysis._bias import features_of, position_bias
 
     got = _judge_preds(kind, cfg, rubric, rows)
     metas = [r.meta for r in rows]
@@ -610,8 +610,8 @@ def run_eval(
     Returns:
         The report (also written to ``<output_dir>/report.json``).
     """
-    from judge._io import atomic_write
-    from judge.engine import run_job
+    from judge.core._io import atomic_write
+    from judge.runner._engine import run_job
 
     t0 = time.perf_counter()
     data = Path(data)
@@ -647,7 +647,7 @@ def run_eval(
         for rubric in rubrics:
             report["judges"][rubric.id] = _evaluate_one(kind, job, rubric, rows, bootstrap, seed)
     else:
-        from judge.jury import member_config, run_jury
+        from judge.analysis._jury import member_config, run_jury
 
         for m in cfg.jury.members:
             _check_rubrics(kind, [resolve_rubric(member_config(job, m).rubrics[0])], rows)
@@ -674,7 +674,7 @@ def run_eval(
 
 
 def _evaluate_jury(kind: Kind, job: JobConfig, rows: list[Any], reps: int, seed: int) -> dict[str, Any]:
-    from judge.jury import JuryVerdict, _jury_paths
+    from judge.analysis._jury import JuryVerdict, _jury_paths
 
     path, _ = _jury_paths(job.output)
     with path.open("r", encoding="utf-8") as fh:

@@ -12,8 +12,8 @@ mean, whether the orders agree, and the final verdict under the job's policy:
 
 Neither policy ever picks silently: an order that could not be scored makes the pair ``unscored``
 with the reason. Verdicts are written beside the judgments as ``<stem>.verdicts.jsonl`` (temp file
-+ rename) when the job ends (:mod:`judge._finish`), and summarised with the bias diagnostics of
-:mod:`judge.bias`.
++ rename) when the job ends (:mod:`judge.runner._finish`), and summarised with the bias diagnostics of
+:mod:`judge.analysis._bias`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from judge.records import JudgeInfo, Judgment, RubricRef, stable_hash
+from judge.core._records import JudgeInfo, Judgment, RubricRef, stable_hash
 
 __all__ = [
     "PairVerdict",

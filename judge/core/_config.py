@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from judge._errors import ConfigError
-from judge._yaml import load_model
+from judge.core._errors import ConfigError
+from judge.core._yaml import load_model
 
 __all__ = [
     "ClusterConfig",
@@ -201,7 +201,7 @@ def load_job_config(path: str | Path | None, overrides: dict[str, Any] | None = 
     try:
         return JobConfig.model_validate(base)
     except pydantic.ValidationError as exc:
-        from judge._yaml import format_validation_error
+        from judge.core._yaml import format_validation_error
 
         # The file validated on its own: what fails now comes from the options (or is still missing).
         source = f"{path} with command-line options" if path is not None else "command-line options"

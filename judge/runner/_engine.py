@@ -7,7 +7,7 @@ Files of a job whose ``output`` is ``run/judgments.jsonl``:
 - ``run/judgments.rejects.jsonl``: input rows that failed validation, with line numbers and reasons;
 - ``run/judgments.summary.json``: the end-of-job summary;
 - ``run/judgments.cache.sqlite``: the output ledger (which request keys the output holds) and, unless
-  ``cache_dir`` names a shared one, the judgment cache (see :mod:`judge.cache`).
+  ``cache_dir`` names a shared one, the judgment cache (see :mod:`judge.runner._cache`).
 
 Every request has a content address (:func:`request_key`). Before a request is dispatched, the
 ledger says whether the output already holds it (resumed work) and the cache whether it was judged
@@ -28,15 +28,15 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import pydantic
 
-from judge._errors import ConfigError, DataError
-from judge._io import atomic_write
+from judge.core._errors import ConfigError, DataError
+from judge.core._io import atomic_write
 from judge.backends._base import Backend, Completion, create_backend, fingerprint_model_dir
-from judge.cache import JudgmentCache, OutputLedger, output_slot
-from judge.config import JobConfig
-from judge.data import count_rows, iter_rows
-from judge.records import Item, JudgeInfo, JudgeRequest, Judgment, stable_hash
-from judge.rubric import Rubric, resolve_rubric
-from judge.scoring import build_requests, item_fits, judgment_from
+from judge.runner._cache import JudgmentCache, OutputLedger, output_slot
+from judge.core._config import JobConfig
+from judge.inputs._data import count_rows, iter_rows
+from judge.core._records import Item, JudgeInfo, JudgeRequest, Judgment, stable_hash
+from judge.inputs._rubric import Rubric, resolve_rubric
+from judge.scoring._scoring import build_requests, item_fits, judgment_from
 
 __all__ = ["BatchResult", "Executor", "JobSummary", "LocalExecutor", "job_judge_id", "job_paths", "run_job"]
 
@@ -190,7 +190,7 @@ class JobSummary:
             if r.get("winners"):
                 w = r["winners"]
                 lines.append("    verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(w.items())))
-            from judge.verdicts import summary_lines
+            from judge.analysis._verdicts import summary_lines
 
             lines.extend(summary_lines(r))
         return "\n".join(lines)
@@ -327,7 +327,7 @@ def _local_executor(
     A factory is called here only to learn the judge's identity; given ``judge_id``, it is left
     for the first batch, so a job with nothing to do never creates its backend.
     """
-    from judge.models import resolve_model
+    from judge.backends._models import resolve_model
 
     if backend is None:
         model = resolve_model(cfg.judge.model) if cfg.judge.backend != "openai" else cfg.judge.model
@@ -347,7 +347,7 @@ def _local_executor(
 
 def job_judge_id(cfg: JobConfig) -> str:
     """The identity of the configured judge, without loading it."""
-    from judge.models import resolve_model
+    from judge.backends._models import resolve_model
 
     model = resolve_model(cfg.judge.model) if cfg.judge.backend != "openai" else cfg.judge.model
     return judge_identity(cfg.judge.backend, model, cfg.judge.options)
@@ -513,7 +513,7 @@ def run_job(
 
     summary.rejected = len(rejects)
     os.replace(paths.part, paths.output)
-    from judge._finish import finish_job
+    from judge.runner._finish import finish_job
 
     finish_job(cfg, paths.output, rubrics, summary)  # statistics, pair verdicts file, bias diagnostics
     summary.wall_s = time.perf_counter() - t0
