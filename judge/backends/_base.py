@@ -113,29 +113,14 @@ def require(module: str, install: str) -> Any:
 
 
 def fingerprint_model_dir(path: str | Path) -> str:
-    """Hash of a local model directory's weights, config and tokenizer files (size + content).
+    """Hash of a local model directory: every file's path, size and whole content.
 
-    Large weight files are fingerprinted by size and their first and last MiB, which is fast and
-    still changes with any retraining or re-quantisation.
+    Each file's digest is remembered by path, size and modification time, so a large model is
+    read once, not on every job (see :mod:`judge.backends._fingerprint`).
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise BackendError(f"model directory not found: {root}")
-    h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = f.relative_to(root).as_posix()
-        if rel.startswith(".") or "/." in rel:
-            continue
-        size = f.stat().st_size
-        h.update(f"{rel}\0{size}\0".encode())
-        with f.open("rb") as fh:
-            if size <= 4 << 20:
-                h.update(fh.read())
-            else:
-                h.update(fh.read(1 << 20))
-                fh.seek(-(1 << 20), 2)
-                h.update(fh.read())
-    return h.hexdigest()
+    from judge.backends._fingerprint import fingerprint_dir
+
+    return fingerprint_dir(path)
 
 
 def as_param_list(params: SamplingParams | list[SamplingParams], n: int) -> list[SamplingParams]:
