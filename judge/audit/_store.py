@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from judge.audit._records import AuditSample, HumanLabel, Override
+from judge.audit._schema import MIGRATIONS, SCHEMA_VERSION
 from judge.core._errors import JudgeloopError
 from judge.core._records import stable_hash
 
@@ -30,56 +31,6 @@ __all__ = ["AuditStore", "AuditStoreError", "MIGRATIONS", "SCHEMA_VERSION"]
 
 class AuditStoreError(JudgeloopError):
     """The audit store cannot be opened or a record is refused."""
-
-
-#: Schema of each version; MIGRATIONS[i] takes a version-i file to version i+1.
-MIGRATIONS: list[str] = [
-    # v1: samples and labels only.
-    """
-    CREATE TABLE schema_version (version INTEGER NOT NULL);
-    INSERT INTO schema_version VALUES (0);
-    CREATE TABLE samples (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        sample_id TEXT NOT NULL UNIQUE,
-        run_id TEXT NOT NULL,
-        record TEXT NOT NULL
-    );
-    CREATE TABLE labels (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        label_id TEXT NOT NULL UNIQUE,
-        sample_id TEXT NOT NULL,
-        reviewer TEXT NOT NULL,
-        phase TEXT NOT NULL,
-        record TEXT NOT NULL
-    );
-    CREATE INDEX labels_by_sample ON labels (sample_id, reviewer, phase);
-    """,
-    # v2: reviewers (token hashes), overrides, stored-at times, and the append-only triggers.
-    """
-    ALTER TABLE labels ADD COLUMN stored_at TEXT NOT NULL DEFAULT '';
-    CREATE TABLE reviewers (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL,
-        token_hash TEXT NOT NULL,
-        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-    );
-    CREATE TABLE overrides (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        record TEXT NOT NULL
-    );
-    CREATE TRIGGER labels_no_update BEFORE UPDATE ON labels
-        BEGIN SELECT RAISE(ABORT, 'audit labels are append-only'); END;
-    CREATE TRIGGER labels_no_delete BEFORE DELETE ON labels
-        BEGIN SELECT RAISE(ABORT, 'audit labels are append-only'); END;
-    CREATE TRIGGER overrides_no_update BEFORE UPDATE ON overrides
-        BEGIN SELECT RAISE(ABORT, 'overrides are append-only'); END;
-    CREATE TRIGGER overrides_no_delete BEFORE DELETE ON overrides
-        BEGIN SELECT RAISE(ABORT, 'overrides are append-only'); END;
-    CREATE TRIGGER reviewers_no_update BEFORE UPDATE ON reviewers
-        BEGIN SELECT RAISE(ABORT, 'reviewers are append-only'); END;
-    """,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def _token_hash(token: str) -> str:
@@ -218,6 +169,25 @@ class AuditStore:
             if hmac.compare_digest(given, stored) and found is None:  # no early exit: same work for every token
                 found = name
         return found
+
+    def redeem_token(self, token: str) -> str | None:
+        """Spend a one-time login token: the reviewer it belongs to, or None if unknown or already used.
+
+        The lookup and the spending happen in one write transaction, so two sign-ins racing with
+        the same token cannot both succeed.
+        """
+        given = _token_hash(token or "")
+        with self._write() as conn:
+            found = None
+            for name, stored in conn.execute("SELECT name, token_hash FROM reviewers ORDER BY seq"):
+                if hmac.compare_digest(given, stored) and found is None:  # same work for every token
+                    found = name
+            if found is None:
+                return None
+            if conn.execute("SELECT 1 FROM token_uses WHERE token_hash = ?", (given,)).fetchone() is not None:
+                return None
+            conn.execute("INSERT INTO token_uses (token_hash, reviewer) VALUES (?, ?)", (given, found))
+            return found
 
     # -- labels ---------------------------------------------------------------------------------
 
