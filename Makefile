@@ -14,6 +14,10 @@ PIP      := $(BIN)/pip
 # torch is pinned in every pip call: without it, other packages resolve to a multi-GB CUDA build.
 TORCH    := torch==2.13.0
 MODEL    := $(CACHE)/models/SmolLM2-135M-Instruct/config.json
+# The review UI's browser tests drive Debian's chromium through Playwright (a Playwright browser
+# download does not work on these machines); playwright itself comes with the dev extra.
+CHROMIUM := /usr/bin/chromium
+SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 STAMP    := $(VENV)/.installed
 
 export JUDGELOOP_CACHE := $(CACHE)
@@ -40,7 +44,11 @@ $(STAMP): pyproject.toml
 $(MODEL): $(STAMP)
 	$(BIN)/judgeloop models prepare
 
-setup: $(STAMP) $(MODEL)
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+setup: $(STAMP) $(MODEL) $(CHROMIUM)
 
 demo: setup
 	$(BIN)/judgeloop judge --config configs/demo.yaml
