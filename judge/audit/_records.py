@@ -21,7 +21,9 @@ __all__ = [
     "JudgeOutput",
     "Override",
     "RISK_STRATA",
+    "SamplingRun",
     "sample_id_for",
+    "scope_key",
 ]
 
 Stratum = Literal[
@@ -104,6 +106,7 @@ class AuditSample(_Record):
     )
     kind: Literal["pointwise", "pairwise", "reference"] = Field(description="The rubric's mode.")
     stratum: Stratum = Field(description="The design stratum the sample was drawn from.")
+    cell: str = Field(default="", description="The design cell drawn from (see SamplingRun.cells); empty for hand-picked samples.")
     flags: list[str] = Field(default_factory=list, description="Every risk flag the decision carries (its stratum is the first).")
     inclusion_prob: float | None = Field(
         default=None, gt=0.0, le=1.0, description="P(drawn) under the sampling design; None for hand-picked samples."
@@ -182,3 +185,28 @@ class Override(_Record):
     reason: str = Field(min_length=1, description="Why.")
     scope: str = Field(description="What it applies to: gate name + judge fingerprint + rubric hash + prompt version.")
     created_at: str = Field(default_factory=_now, description="When (UTC, ISO 8601).")
+
+
+class SamplingRun(_Record):
+    """The design of one sampling run: what the estimates need about the whole population.
+
+    ``cells`` maps each design cell to ``{"stratum", "N", "n", "inclusion_prob", "scopes"}``, where
+    ``scopes`` maps a scope key (``fingerprint|rubric hash|prompt version``) to that scope's share
+    of the cell: ``{"N", "f_sum", "f_sumsq"}``, the sums of the judge's proxy value over every
+    decision (overall score, or P(A wins) for pairs; 0.5 when unscored), for prediction-powered
+    estimates.
+    """
+
+    schema_version: int = Field(default=1, description="Record format version.")
+    run_id: str = Field(description="The sampling run.")
+    seed: int = Field(description="Seed of the draw.")
+    config: dict[str, Any] = Field(description="The sampling configuration used.")
+    population: int = Field(ge=0, description="Decisions in the population.")
+    cells: dict[str, dict[str, Any]] = Field(description="Per design cell: stratum, N, n, inclusion probability, per-scope sums.")
+    source: str = Field(default="", description="The judgments file sampled.")
+    created_at: str = Field(default_factory=_now, description="When (UTC, ISO 8601).")
+
+
+def scope_key(judge_fingerprint: str, rubric_hash: str, prompt_version: str) -> str:
+    """The key of a gate scope: judge fingerprint, rubric hash and prompt version."""
+    return f"{judge_fingerprint}|{rubric_hash}|{prompt_version}"

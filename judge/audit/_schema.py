@@ -66,5 +66,13 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER token_uses_no_delete BEFORE DELETE ON token_uses
         BEGIN SELECT RAISE(ABORT, 'token uses are append-only'); END;
     """,
+    # v4: the design of each sampling run (population sizes and judge sums, for the estimates).
+    """
+    CREATE TABLE runs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL UNIQUE,
+        record TEXT NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from judge.audit._records import AuditSample, HumanLabel, Override
+from judge.audit._records import AuditSample, HumanLabel, Override, SamplingRun
 from judge.audit._schema import MIGRATIONS, SCHEMA_VERSION
 from judge.core._errors import JudgeloopError
 from judge.core._records import stable_hash
@@ -141,6 +141,17 @@ class AuditStore:
         if run_id is not None:
             sql, args = sql + " WHERE run_id = ?", (run_id,)
         return [AuditSample.model_validate_json(r[0]) for r in self._conn().execute(sql + " ORDER BY seq", args)]
+
+    def add_run(self, run: SamplingRun) -> bool:
+        """Store a sampling run's design (idempotent on run_id). True when new."""
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.execute("INSERT OR IGNORE INTO runs (run_id, record) VALUES (?, ?)", (run.run_id, run.model_dump_json()))
+            return conn.total_changes > before
+
+    def runs(self) -> list[SamplingRun]:
+        """Every sampling run's design, oldest first."""
+        return [SamplingRun.model_validate_json(r[0]) for r in self._conn().execute("SELECT record FROM runs ORDER BY seq")]
 
     # -- reviewers ------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from judge.audit import AuditSample, JudgeOutput
-from judge.core._records import Item, Message, RubricRef
+from judge.core._records import Item, Judgment, Message, RubricRef
 
 
 def make_sample(i: int, kind: str = "pairwise", stratum: str = "uniform", prob: float | None = 0.5,
@@ -34,3 +34,31 @@ def make_sample(i: int, kind: str = "pairwise", stratum: str = "uniform", prob: 
 @pytest.fixture
 def sample_factory():
     return make_sample
+
+
+def make_judgment(item_id: str, kind: str = "pointwise", *, order: str | None = None, winner: str | None = None,
+                  scores: dict[str, int] | None = None, overall: float | None = None, margin: float | None = None,
+                  status: str = "scored", rubric_hash: str = "rh-1", rubric_id: str = "r",
+                  model_hash: str = "fp-1", prompt_hash: str = "ph") -> "Judgment":
+    """A judgment written directly (as the engine would), for sampling and agreement tests."""
+    from judge.core._records import JudgeInfo, Judgment, SamplingParams, stable_hash
+
+    extra: dict = {}
+    if margin is not None:
+        extra["margin"] = {"winner" if kind == "pairwise" else "helpful": margin}
+    scored = status == "scored"
+    return Judgment(
+        key=stable_hash([item_id, kind, order, rubric_hash, model_hash]), item_id=item_id,
+        rubric=RubricRef(id=rubric_id, version=1, hash=rubric_hash),
+        judge=JudgeInfo(model="m", model_hash=model_hash, backend="scripted"), sampling=SamplingParams(),
+        prompt_hash=prompt_hash, kind=kind, order=order, status=status,  # type: ignore[arg-type]
+        scores=(scores or {"helpful": 3}) if scored and kind != "pairwise" else None,
+        overall=(0.5 if overall is None else overall) if scored and kind != "pairwise" else None,
+        winner=winner if scored else None,  # type: ignore[arg-type]
+        raw_output="{}", error=None if scored else "unparseable", extra=extra,
+    )
+
+
+@pytest.fixture
+def judgment_factory():
+    return make_judgment
