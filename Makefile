@@ -19,6 +19,9 @@ MODEL    := $(CACHE)/models/SmolLM2-135M-Instruct/config.json
 CHROMIUM := /usr/bin/chromium
 SUDO     := $(if $(filter 0,$(shell id -u)),,sudo)
 STAMP    := $(VENV)/.installed
+# The venv records the cache it was set up with (judge/core/_env.py reads it when JUDGELOOP_CACHE
+# is unset), so .venv/bin/judgeloop run by hand finds the model prepared here.
+CACHE_FILE := $(VENV)/judgeloop-cache
 
 export JUDGELOOP_CACHE := $(CACHE)
 export PIP_CACHE_DIR   := $(CACHE)/pip
@@ -27,7 +30,7 @@ export HF_HUB_OFFLINE  := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export VLLM_NO_USAGE_STATS := 1
 
-.PHONY: all setup demo test test-fast bench clean
+.PHONY: all setup cache-location demo test test-fast bench clean
 
 all: demo
 
@@ -48,7 +51,12 @@ $(CHROMIUM):
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
-setup: $(STAMP) $(MODEL) $(CHROMIUM)
+# Rewritten on every setup, so `make CACHE=/elsewhere setup` moves it.
+cache-location:
+	@mkdir -p $(VENV)
+	@echo '$(abspath $(CACHE))' > $(CACHE_FILE)
+
+setup: $(STAMP) cache-location $(MODEL) $(CHROMIUM)
 
 demo: setup
 	$(BIN)/judgeloop judge --config configs/demo.yaml

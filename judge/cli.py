@@ -18,22 +18,59 @@ from judge.core._errors import JudgeloopError
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        from judge._cli_support import Stopped, stop_on_signals
+
         try:
-            return super().invoke(ctx)
+            # SIGTERM/SIGINT unwind like an error, so backends shut their engines down.
+            with stop_on_signals():
+                return super().invoke(ctx)
         except JudgeloopError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except Stopped as exc:
+            click.echo(f"stopped by {exc.name}; finished work is kept, rerun the same command to resume", err=True)
+            raise
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show INFO logs of vLLM, Ray, transformers and torch (default: warnings only).")
+def main(verbose: bool) -> None:
     """judgeloop: model-as-judge evaluation with traceable, resumable judgments.
+
+    Logs, warnings and progress bars go to stderr; stdout carries only results (with --json,
+    only the JSON). SIGTERM or Ctrl-C stops a job cleanly: the engine shuts down and a rerun
+    resumes where it stopped.
 
     \b
     Typical use:
       judgeloop rubrics list                     the rubric library
       judgeloop judge --config configs/demo.yaml judge a dataset
+      judgeloop -v judge --config ...            the same, with the engines' INFO logs
+      judgeloop COMMAND --help                   a command's options
     """
+    from judge.core._env import configure_logging
+
+    configure_logging(verbose)
+
+
+def _load_config(config_path: str | None, overrides: dict[str, Any]) -> Any:
+    """The job config from the file and the flags; a ``--backend`` switch drops the old backend's options."""
+    from judge.core._config import load_job_config
+
+    backend = overrides.get("judge.backend")
+    if backend is not None and config_path is not None:
+        from judge._cli_support import switch_backend
+
+        before = load_job_config(config_path, {**overrides, "judge.backend": None})
+        kept, dropped = switch_backend(before.judge.backend, dict(before.judge.options), backend)
+        if dropped:
+            click.echo(
+                f"note: --backend {backend}: ignoring the config's {before.judge.backend} option(s) "
+                f"{', '.join(dropped)}, which {backend} does not take",
+                err=True,
+            )
+            overrides = {**overrides, "judge.options": kept}
+    return load_job_config(config_path, overrides)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -45,7 +82,7 @@ def main() -> None:
 @click.option("--data", type=click.Path(dir_okay=False), help="Input dataset (.jsonl or .parquet).")
 @click.option("--output", type=click.Path(dir_okay=False), help="Judgments file to write (.jsonl).")
 @click.option("--rubric", "rubrics", multiple=True, help="Rubric id or path; repeat for several.")
-@click.option("--backend", help="Inference backend: vllm, hf or openai.")
+@click.option("--backend", help="Inference backend: vllm, hf or openai; the config's options the new backend does not take are dropped, with a note.")
 @click.option("--model", help="Local model directory, or 'bundled'.")
 @click.option("--batch-size", type=int, help="Requests per backend call.")
 @click.option("--limit", type=int, help="Judge only the first N valid items.")
@@ -55,7 +92,7 @@ def main() -> None:
 @click.option("--policy", type=click.Choice(["strict", "average-probability"]), help="Pairs: how two orders combine.")
 @click.option("--orders", type=click.Choice(["both", "AB", "random"]), help="Pairs: which orders are judged.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table; stdout then carries only the JSON.")
 def judge(
     config_path: str | None,
     data: str | None,
@@ -79,10 +116,10 @@ def judge(
     rerun of an interrupted job does only the missing work. Invalid rows go to
     OUTPUT-stem.rejects.jsonl with their line numbers; the job goes on without them.
     """
-    from judge.core._config import load_job_config
+    from judge._cli_support import stdout_to_stderr
     from judge.runner._engine import run_job
 
-    cfg = load_job_config(
+    cfg = _load_config(
         config_path,
         {
             "data": data,
@@ -99,16 +136,17 @@ def judge(
             "pairwise_orders": orders,
         },
     )
-    if cfg.jury is not None:
-        from judge.analysis._jury import run_jury
+    with stdout_to_stderr(as_json):
+        if cfg.jury is not None:
+            from judge.analysis._jury import run_jury
 
-        summary = run_jury(cfg, progress=not no_progress)
-    elif cfg.cluster.enabled:
-        from cluster import run_cluster_job
+            summary = run_jury(cfg, progress=not no_progress)
+        elif cfg.cluster.enabled:
+            from cluster import run_cluster_job
 
-        summary = run_cluster_job(cfg, progress=not no_progress)
-    else:
-        summary = run_job(cfg, progress=not no_progress)
+            summary = run_cluster_job(cfg, progress=not no_progress)
+        else:
+            summary = run_job(cfg, progress=not no_progress)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -124,7 +162,7 @@ def judge(
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="Human-labelled set (.jsonl).")
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where judgments and the report go.")
 @click.option("--rubric", "rubrics", multiple=True, help="Rubric id or path; repeat for several.")
-@click.option("--backend", help="Inference backend: vllm, hf or openai.")
+@click.option("--backend", help="Inference backend: vllm, hf or openai; the config's options the new backend does not take are dropped, with a note.")
 @click.option("--model", help="Local model directory, or 'bundled'.")
 @click.option("--scoring", type=click.Choice(["auto", "logprob", "json"]), help="How verdicts are read.")
 @click.option("--policy", type=click.Choice(["strict", "average-probability"]), help="Pairs: how two orders combine.")
@@ -137,7 +175,7 @@ def judge(
 @click.option("--calibrate", is_flag=True, help="Fit the tie band (pairs) and jury weights on this set.")
 @click.option("--save-config", type=click.Path(dir_okay=False), help="With --calibrate: write the calibrated judge config.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table; stdout then carries only the JSON.")
 def eval_(
     config_path: str | None,
     data: str,
@@ -166,12 +204,12 @@ def eval_(
     rank correlations, swap consistency, position and length bias, the confusion matrix, bootstrap
     95% intervals and per-meta subsets; the JSON report is written beside the judgments.
     """
-    from judge.core._config import load_job_config
-    from judge.eval._eval import default_output_dir, eval_table, run_eval
+    from judge._cli_support import stdout_to_stderr
+    from judge.eval import default_output_dir, eval_table, run_eval
 
     if save_config and not calibrate:
         raise click.UsageError("--save-config needs --calibrate")
-    cfg = load_job_config(
+    cfg = _load_config(
         config_path,
         {
             "data": data,
@@ -189,17 +227,18 @@ def eval_(
         },
     )
     out_dir = Path(output_dir) if output_dir else default_output_dir(cfg, Path(data))
-    report = run_eval(
-        cfg,
-        data,
-        output_dir=out_dir,
-        progress=not no_progress,
-        bootstrap=bootstrap,
-        calibrate_=calibrate,
-        save_path=save_config,
-    )
+    with stdout_to_stderr(as_json):
+        report = run_eval(
+            cfg,
+            data,
+            output_dir=out_dir,
+            progress=not no_progress,
+            bootstrap=bootstrap,
+            calibrate_=calibrate,
+            save_path=save_config,
+        )
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(report.to_json(), indent=2))
     else:
         click.echo(eval_table(report))
 

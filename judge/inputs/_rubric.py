@@ -46,7 +46,7 @@ __all__ = [
 Mode = Literal["pointwise", "pairwise", "reference"]
 
 #: The rubric library shipped with judgeloop.
-RUBRIC_DIR = Path(__file__).resolve().parents[2] / "rubrics"
+RUBRIC_DIR = Path(__file__).resolve().parents[1] / "rubrics"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
