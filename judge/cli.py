@@ -357,5 +357,13 @@ def serve(args: tuple[str, ...]) -> None:
     serve_main(list(args))
 
 
+# ----------------------------------------------------------------------------------------------
+# audit (human oversight; its subcommands live with the audit package)
+
+from judge.audit._cli import audit  # noqa: E402
+
+main.add_command(audit)
+
+
 if __name__ == "__main__":
     main()

@@ -11,13 +11,13 @@ committed before-reveal label on it. Security (sessions, CSRF, headers) lives in
 :mod:`._web_security`.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI reads the route functions' annotations
+# at run time, and ``Request`` is imported inside create_app (so importing this module stays light).
 from pathlib import Path
 from typing import Any
 
 from judge.audit._records import HumanLabel
-from judge.audit._store import AuditStore
+from judge.audit._store import AuditStore, AuditStoreError
 from judge.audit._web_review import (
     FormError,
     label_from_form,
@@ -172,13 +172,22 @@ def create_app(
     def review(request: Request) -> HTMLResponse:
         session = session_of(request)
         st = store()
-        done, total = st.progress(session.reviewer)
+        done, total = st.progress(session.reviewer, overlap)
         sample = st.next_for(session.reviewer, overlap)
-        common = {"reviewer": session.reviewer, "csrf": signer.csrf_token(session), "done": done, "total": total}
+        last = _last_action(st, session.reviewer)
+        common = {
+            "reviewer": session.reviewer,
+            "csrf": signer.csrf_token(session),
+            "done": done,
+            "total": total,
+            "can_undo": _undoable(last),
+            "undo_what": "skip" if last is not None and last.skipped else "change",
+            # The last labelled sample's reveal page, where a blind label can be corrected.
+            "previous": last.sample_id if last is not None and not last.skipped else None,
+        }
         if sample is None:
-            return page("done.html", **common, can_undo=_last_action(st, session.reviewer) is not None)
-        view = review_view(sample, session.reviewer)
-        return page("review.html", **common, v=view, can_undo=_last_action(st, session.reviewer) is not None)
+            return page("done.html", **common)
+        return page("review.html", **common, v=review_view(sample, session.reviewer))
 
     @app.post("/label")
     async def label(request: Request) -> Response:
@@ -219,14 +228,19 @@ def create_app(
         session, _ = await checked_form(request)
         st = store()
         last = _last_action(st, session.reviewer)
-        if last is None:
-            return RedirectResponse("/review", status_code=303)
+        if not _undoable(last):
+            raise _Refused(
+                409,
+                "Nothing to undo: a label whose verdict you have seen is final. "
+                "Change it on its reveal page instead (it is recorded as a change after the reveal).",
+            )
+        assert last is not None
         st.add_label(
             HumanLabel(
                 sample_id=last.sample_id, reviewer=session.reviewer, phase=last.phase, undoes=last.label_id, source="web"
             )
         )
-        # Undoing a change made after the reveal returns to that reveal; anything else to the queue.
+        # Undoing a change made after the reveal returns to that reveal; undoing a skip to the queue.
         target = f"/reveal/{last.sample_id}" if last.phase == "after_reveal" else "/review"
         return RedirectResponse(target, status_code=303)
 
@@ -241,8 +255,9 @@ def create_app(
             raise _Refused(404, "Nothing to reveal: label this sample first.")
         current = {lb.phase: lb for lb in st.current_labels(sample_id=sample_id, reviewer=session.reviewer)}
         after = current.get("after_reveal")
+        last = _last_action(st, session.reviewer)
         order = shown_order(sample, session.reviewer)
-        done, total = st.progress(session.reviewer)
+        done, total = st.progress(session.reviewer, overlap)
         return page(
             "reveal.html",
             reviewer=session.reviewer,
@@ -254,7 +269,9 @@ def create_app(
             before=value_position(committed.value, order),
             before_note=committed.note,
             after=value_position(after.value, order) if after is not None and after.value is not None else None,
-            can_undo=True,
+            after_note=after.note if after is not None else None,
+            # Undo here retracts this sample's latest change, when that is the reviewer's last action.
+            can_undo=_undoable(last) and last is not None and last.sample_id == sample_id,
         )
 
     @app.post("/logout")
@@ -270,7 +287,7 @@ def create_app(
 def _sample_or_404(st: AuditStore, sample_id: str) -> Any:
     try:
         return st.sample(sample_id)
-    except (KeyError, LookupError):
+    except AuditStoreError:
         raise _Refused(404, "No such sample.") from None
 
 
@@ -283,13 +300,24 @@ def _committed(st: AuditStore, sample_id: str, reviewer: str) -> HumanLabel | No
 
 
 def _last_action(st: AuditStore, reviewer: str) -> HumanLabel | None:
-    """The reviewer's latest label, skip or change that no undo has retracted yet."""
+    """The reviewer's latest row that no undo has retracted yet (a label, a skip or a change)."""
     rows = st.labels(reviewer=reviewer)
     undone = {r.undoes for r in rows if r.undoes is not None}
     for row in reversed(rows):
         if row.undoes is None and row.label_id not in undone:
             return row
     return None
+
+
+def _undoable(last: HumanLabel | None) -> bool:
+    """Whether undo may retract ``last``.
+
+    A skip and a change after the reveal may be retracted. A committed blind label may not: its
+    reveal was shown at once, so a label given again would be anchored on the judge's verdict and
+    would still count as blind. The reviewer corrects it on its reveal page instead (an
+    after-reveal change, with a note).
+    """
+    return last is not None and (last.skipped or last.phase == "after_reveal")
 
 
 def run_server(

@@ -23,10 +23,14 @@ __all__ = [
     "CriterionView",
     "FormError",
     "ReviewView",
+    "display_position",
     "label_from_form",
     "order_seed",
+    "reveal_context",
     "review_view",
     "shown_order",
+    "skip_label",
+    "value_position",
 ]
 
 #: Notes longer than this are refused (the request size limit bounds the rest).

@@ -30,9 +30,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from starlette.datastructures import Headers
-from starlette.responses import PlainTextResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # starlette is imported only by the server, so `import judge.audit` stays light
+    from starlette.datastructures import Headers
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "CSP",
@@ -210,6 +212,9 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        from starlette.datastructures import Headers
+        from starlette.responses import PlainTextResponse
+
         length = Headers(scope=scope).get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             await PlainTextResponse("Request body too large", status_code=413)(scope, receive, send)
