@@ -34,7 +34,8 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Show INFO logs of vLLM, Ray, transformers and torch (default: warnings only).")
-def main(verbose: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """judgeloop: model-as-judge evaluation with traceable, resumable judgments.
 
     Logs, warnings and progress bars go to stderr; stdout carries only results (with --json,
@@ -50,7 +51,8 @@ def main(verbose: bool) -> None:
     """
     from judge.core._env import configure_logging
 
-    configure_logging(verbose)
+    if ctx.invoked_subcommand != "serve":  # a server's INFO log (startup, requests) is its interface
+        configure_logging(verbose)
 
 
 def _load_config(config_path: str | None, overrides: dict[str, Any]) -> Any:

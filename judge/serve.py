@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata as md
+import os
 import re
 import sys
 from typing import Any, Iterator, NoReturn
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except JudgeloopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    # Unlike a batch job, a server shows vLLM's INFO log (start-up, "Application startup complete",
+    # requests) unless the user chose a level; it still goes to stderr.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO")
     apply_runtime_defaults()
     install_vllm_cpu_alias()
     try:
