@@ -33,7 +33,9 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Show INFO logs of vLLM, Ray, transformers and torch (default: warnings only).")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Show the INFO logs of vLLM, Ray, transformers, torch (default: warnings)."
+)
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """judgeloop: model-as-judge evaluation with traceable, resumable judgments.
@@ -84,7 +86,11 @@ def _load_config(config_path: str | None, overrides: dict[str, Any]) -> Any:
 @click.option("--data", type=click.Path(dir_okay=False), help="Input dataset (.jsonl or .parquet).")
 @click.option("--output", type=click.Path(dir_okay=False), help="Judgments file to write (.jsonl).")
 @click.option("--rubric", "rubrics", multiple=True, help="Rubric id or path; repeat for several.")
-@click.option("--backend", help="Inference backend: vllm, hf or openai; the config's options the new backend does not take are dropped, with a note.")
+@click.option(
+    "--backend",
+    help="Inference backend: vllm, hf or openai; the config's options the new backend does not take are dropped, "
+    "with a note.",
+)
 @click.option("--model", help="Local model directory, or 'bundled'.")
 @click.option("--batch-size", type=int, help="Requests per backend call.")
 @click.option("--limit", type=int, help="Judge only the first N valid items.")
@@ -94,7 +100,9 @@ def _load_config(config_path: str | None, overrides: dict[str, Any]) -> Any:
 @click.option("--policy", type=click.Choice(["strict", "average-probability"]), help="Pairs: how two orders combine.")
 @click.option("--orders", type=click.Choice(["both", "AB", "random"]), help="Pairs: which orders are judged.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table; stdout then carries only the JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the summary as JSON, not a table; stdout carries only the JSON."
+)
 def judge(
     config_path: str | None,
     data: str | None,
@@ -164,7 +172,11 @@ def judge(
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="Human-labelled set (.jsonl).")
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where judgments and the report go.")
 @click.option("--rubric", "rubrics", multiple=True, help="Rubric id or path; repeat for several.")
-@click.option("--backend", help="Inference backend: vllm, hf or openai; the config's options the new backend does not take are dropped, with a note.")
+@click.option(
+    "--backend",
+    help="Inference backend: vllm, hf or openai; the config's options the new backend does not take are dropped, "
+    "with a note.",
+)
 @click.option("--model", help="Local model directory, or 'bundled'.")
 @click.option("--scoring", type=click.Choice(["auto", "logprob", "json"]), help="How verdicts are read.")
 @click.option("--policy", type=click.Choice(["strict", "average-probability"]), help="Pairs: how two orders combine.")
@@ -177,7 +189,9 @@ def judge(
 @click.option("--calibrate", is_flag=True, help="Fit the tie band (pairs) and jury weights on this set.")
 @click.option("--save-config", type=click.Path(dir_okay=False), help="With --calibrate: write the calibrated judge config.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table; stdout then carries only the JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the report as JSON, not a table; stdout carries only the JSON."
+)
 def eval_(
     config_path: str | None,
     data: str,

@@ -87,10 +87,11 @@ def test_third_party_logs_are_at_warning_unless_verbose():
         CliRunner().invoke(main, sys.argv[1:] + ["rubrics", "list"], catch_exceptions=False)
         names = ["vllm", "ray", "transformers", "torch", "datasets"]
         print(json.dumps({"env": {k: os.environ.get(k) for k in ["VLLM_LOGGING_LEVEL", "VLLM_LOGGING_STREAM",
-                          "TRANSFORMERS_VERBOSITY"]},
+                          "TRANSFORMERS_VERBOSITY", "RAY_LOGGER_LEVEL"]},
                           "levels": [logging.getLogger(n).getEffectiveLevel() for n in names]}))
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_LOGGING", "TRANSFORMERS_VERBOSITY"))}
+    ours = ("VLLM_LOGGING", "TRANSFORMERS_VERBOSITY", "RAY_LOGGER_LEVEL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     for args, level in (([], "WARNING"), (["-v"], "INFO")):
         proc = subprocess.run(
             [sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True, env=env, timeout=120
@@ -101,6 +102,7 @@ def test_third_party_logs_are_at_warning_unless_verbose():
             "VLLM_LOGGING_LEVEL": level,
             "VLLM_LOGGING_STREAM": "ext://sys.stderr",
             "TRANSFORMERS_VERBOSITY": level.lower(),
+            "RAY_LOGGER_LEVEL": level.lower(),
         }
         assert got["levels"] == [getattr(__import__("logging"), level)] * 5
     # A level the user set is kept.

@@ -55,6 +55,8 @@ def configure_logging(verbose: bool = False) -> None:
         "VLLM_LOGGING_STREAM": "ext://sys.stderr",
         "TRANSFORMERS_VERBOSITY": level.lower(),
         "DATASETS_VERBOSITY": level.lower(),
+        # ray.init resets the "ray" logger to this level (default info: "Started a local Ray instance").
+        "RAY_LOGGER_LEVEL": level.lower(),
     }.items():
         os.environ.setdefault(key, value)
     root = logging.getLogger()
