@@ -11,7 +11,7 @@
 
 from judge.audit._agreement import agreement_of, human_quality, ppi_estimate
 from judge.audit._canary import CanaryCheck, canary_check, load_eval_report
-from judge.audit._gate import GateCheck, GateDecision, cs_lower_bound, gate, override_scope
+from judge.audit._gate import GateCheck, GateDecision, cs_lower_bound, cs_lower_bounds, gate, override_scope
 from judge.audit._records import (
     RISK_STRATA,
     STRATA,
@@ -53,6 +53,7 @@ __all__ = [
     "cohen_kappa",
     "create_app",
     "cs_lower_bound",
+    "cs_lower_bounds",
     "decisions",
     "draw_sample",
     "gate",

@@ -41,38 +41,38 @@ from judge.audit._agreement import Unit, _metric_fns, collect_units, group_units
 from judge.audit._records import Override, SamplingRun, scope_key
 from judge.core._errors import ConfigError
 
-__all__ = ["GateCheck", "GateDecision", "cs_lower_bound", "gate", "override_scope"]
+__all__ = ["GateCheck", "GateDecision", "cs_lower_bound", "cs_lower_bounds", "gate", "override_scope"]
 
 
-def cs_lower_bound(xs: Sequence[float], alpha: float, N: int | None = None, grid: int = 1000) -> float:
-    """Anytime-valid lower confidence bound for the mean of values in [0, 1] (betting confidence sequence).
+def cs_lower_bounds(xs: Sequence[float], alpha: float, N: int | None = None, grid: int = 1000) -> list[float]:
+    """Anytime-valid lower confidence bounds for the mean of values in [0, 1], one after each observation.
+
+    The betting confidence sequence of Waudby-Smith & Ramdas: with probability at least 1 - alpha
+    every bound in the list is at most the true mean, however many of them are looked at.
 
     Args:
-        xs: the observations in the order they arrived (the bound holds at every prefix at once).
+        xs: the observations in the order they arrived.
         alpha: error level.
         N: the finite population drawn from without replacement; None for i.i.d. draws.
-        grid: resolution of the candidate means; the bound is rounded down to it.
+        grid: resolution of the candidate means; bounds are rounded down to it.
     """
-    if not xs:
-        return 0.0
     ms = np.linspace(0.0, 1.0, grid + 1)
     log_cap = np.zeros_like(ms)
     max_log = np.zeros_like(ms)
     dead = np.zeros_like(ms, dtype=bool)  # candidates the data already make impossible
     threshold = math.log(1.0 / alpha)
     total, sq, mu_hat = 0.0, 0.25, 0.5
+    out: list[float] = []
     for t, x in enumerate(xs, 1):
         x = min(1.0, max(0.0, float(x)))
-        var_hat = sq / t  # (1/4 + Σ (x_i - μ̂_i)²) / t: the predictable variance estimate
+        if N is not None and t > N:
+            break
+        var_hat = sq / t  # (1/4 + sum of (x_i - mu_hat_i)^2) / t: a predictable variance estimate
         lam = math.sqrt(2.0 * threshold / (var_hat * t * math.log(t + 1.0)))
-        if N is not None:
-            if t > N:
-                break
-            m_t = (N * ms - total) / (N - t + 1)
-        else:
-            m_t = ms
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lam_m = np.where(m_t > 0, np.minimum(lam, 0.5 / np.where(m_t > 0, m_t, 1.0)), lam)
+        # Under mean m, the next draw's conditional mean (without replacement: of what is left).
+        m_t = (N * ms - total) / (N - t + 1) if N is not None else ms
+        safe = np.where(m_t > 0, m_t, 1.0)
+        lam_m = np.where(m_t > 0, np.minimum(lam, 0.5 / safe), lam)  # keeps every factor >= 1/2
         dead |= (m_t <= 0) & (x > 0)
         factor = 1.0 + lam_m * (x - np.clip(m_t, 0.0, None))
         log_cap += np.log(np.maximum(factor, 1e-300))
@@ -80,11 +80,19 @@ def cs_lower_bound(xs: Sequence[float], alpha: float, N: int | None = None, grid
         total += x
         sq += (x - mu_hat) ** 2
         mu_hat = (0.5 + total) / (t + 1)
-    rejected = dead | (max_log >= threshold)
-    if not rejected[0]:
-        return 0.0
-    first_open = int(np.argmin(rejected)) if not rejected.all() else len(ms)
-    return float(ms[first_open - 1])
+        rejected = dead | (max_log >= threshold)
+        if not rejected[0]:
+            out.append(out[-1] if out else 0.0)
+            continue
+        first_open = int(np.argmin(rejected)) if not rejected.all() else len(ms)
+        out.append(max(float(ms[first_open - 1]), out[-1] if out else 0.0))  # running intersection
+    return out
+
+
+def cs_lower_bound(xs: Sequence[float], alpha: float, N: int | None = None, grid: int = 1000) -> float:
+    """The anytime-valid lower bound after all of ``xs`` (see :func:`cs_lower_bounds`); 0 without data."""
+    bounds = cs_lower_bounds(xs, alpha, N, grid)
+    return bounds[-1] if bounds else 0.0
 
 
 class GateCheck(BaseModel):
