@@ -239,6 +239,19 @@ def _allocate(sizes: dict[str, int], total: int) -> dict[str, int]:
     return alloc
 
 
+def _share_out(alloc: dict[str, int], sizes: dict[str, int], left: int) -> None:
+    """Add ``left`` draws one at a time over the cells (in name order) that still have room."""
+    while left > 0:
+        open_ = [k for k in sizes if alloc[k] < sizes[k]]
+        if not open_:
+            return
+        for k in sorted(open_):
+            if left == 0:
+                return
+            alloc[k] += 1
+            left -= 1
+
+
 def _design(ds: list[Decision], cfg: SampleConfig) -> tuple[dict[str, list[Decision]], dict[str, int], dict[str, str]]:
     """Cells (name -> decisions), their draw sizes and their stratum names."""
     N = len(ds)
@@ -258,30 +271,25 @@ def _design(ds: list[Decision], cfg: SampleConfig) -> tuple[dict[str, list[Decis
             f"audit budget {cfg.budget} gives {total} draws but the population has {len(rest)} rubrics; "
             f"raise --budget to at least {len(rest)} so every judgment has a non-zero inclusion probability"
         )
-    n_rest_min = sum(min(cfg.min_per_rubric, len(v)) for v in rest.values())
-    risk_budget = min(total - n_rest_min, round((1 - cfg.uniform_share) * total), sum(len(v) for v in risk.values()))
-    risk_budget = max(risk_budget, len(risk))
+    mins = {k: min(cfg.min_per_rubric, len(v)) for k, v in rest.items()}
+    if sum(mins.values()) + len(risk) > total:  # too tight for the coverage minimum: one draw per rubric
+        mins = {k: 1 for k in rest}
+    risk_budget = round((1 - cfg.uniform_share) * total)
+    risk_budget = max(len(risk), min(risk_budget, total - sum(mins.values()), sum(len(v) for v in risk.values())))
     alloc: dict[str, int] = {k: 1 for k in risk}
-    left = risk_budget - len(risk)
-    while left > 0:  # equal shares over the risk cells, capped at their sizes
-        open_ = sorted(k for k in risk if alloc[k] < len(risk[k]))
-        if not open_:
-            break
-        for k in open_:
-            if left == 0:
-                break
-            alloc[k] += 1
-            left -= 1
+    _share_out(alloc, {k: len(v) for k, v in risk.items()}, risk_budget - len(risk))
     rest_total = total - sum(alloc.values())
     names = {k: k for k in risk}
-    mins = {k: min(cfg.min_per_rubric, len(v)) for k, v in rest.items()}
     prop = _allocate({k: len(v) for k, v in rest.items()}, rest_total)
     for k in rest:
         names[k] = "coverage" if prop[k] < mins[k] else "uniform"
         alloc[k] = max(prop[k], mins[k])
     while sum(alloc[k] for k in rest) > rest_total:  # the minimums overshot: take from the largest share
-        k = max((k for k in rest if alloc[k] > mins[k]), key=lambda k: alloc[k] / len(rest[k]))
+        k = max((k for k in rest if alloc[k] > mins[k]), key=lambda k: (alloc[k] / len(rest[k]), k))
         alloc[k] -= 1
+    # Budget left when cells are exhausted goes to any cell with room (risk cells first).
+    _share_out(alloc, {**{k: len(v) for k, v in risk.items()}, **{k: len(v) for k, v in rest.items()}},
+               total - sum(alloc.values()))
     return {**risk, **rest}, alloc, names
 
 
