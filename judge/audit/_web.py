@@ -13,6 +13,8 @@ committed before-reveal label on it. Security (sessions, CSRF, headers) lives in
 
 # No ``from __future__ import annotations`` here: FastAPI reads the route functions' annotations
 # at run time, and ``Request`` is imported inside create_app (so importing this module stays light).
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +322,17 @@ def _undoable(last: HumanLabel | None) -> bool:
     return last is not None and (last.skipped or last.phase == "after_reveal")
 
 
+class _RedactTokens(logging.Filter):
+    """Keeps login tokens out of the access log (uvicorn logs every request's full path)."""
+
+    _TOKEN = re.compile(r"(token=)[^&\s]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._TOKEN.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
 def run_server(
     store_path: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, overlap: float = 0.2
 ) -> None:
@@ -327,7 +340,7 @@ def run_server(
     import uvicorn
 
     app = create_app(store_path, overlap=overlap, host=host)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -338,3 +351,6 @@ def run_server(
         limit_concurrency=64,
         proxy_headers=False,
     )
+    # After Config: it (re)configures uvicorn's loggers.
+    logging.getLogger("uvicorn.access").addFilter(_RedactTokens())
+    uvicorn.Server(config).run()

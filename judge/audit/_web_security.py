@@ -66,8 +66,9 @@ _HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    # The login URL carries the token: it must never travel in a Referer.
-    "referrer-policy": "no-referrer",
+    # The login URL carries the token: no Referer may leave the site. Not "no-referrer": with it,
+    # Chromium sends "Origin: null" on our own form posts and the same-origin check could not pass.
+    "referrer-policy": "same-origin",
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",

@@ -63,7 +63,7 @@ def test_every_response_carries_a_strict_csp_and_protective_headers(store: Audit
         assert r.headers["content-security-policy"] == CSP
         assert "default-src 'self'" in CSP and "script-src 'self'" in CSP and "unsafe-inline" not in CSP
         assert r.headers["x-content-type-options"] == "nosniff"
-        assert r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["referrer-policy"] == "same-origin"
         assert r.headers["x-frame-options"] == "DENY"
         assert r.headers["cache-control"] == "no-store"
     # No inline script anywhere: the only script is the static file.
@@ -317,3 +317,14 @@ def test_sessions_expire_and_csrf_tokens_are_bound_to_their_session() -> None:
     assert signer.check_csrf(session, signer.csrf_token(session))
     assert not signer.check_csrf(session, signer.csrf_token(other)) and not signer.check_csrf(session, None)
     assert not SessionSigner(b"y" * 32).check_csrf(session, signer.csrf_token(session))
+
+
+def test_login_tokens_never_reach_the_access_log() -> None:
+    import logging
+
+    from judge.audit._web import _RedactTokens
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "GET", "/login?token=SECRET-abc_123&x=1", "1.1", 303), None)
+    assert _RedactTokens().filter(record)
+    assert "SECRET" not in record.getMessage() and "token=<redacted>&x=1" in record.getMessage()
