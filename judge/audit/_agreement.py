@@ -285,7 +285,10 @@ def ppi_estimate(units: list[Unit], run: SamplingRun | None, level: float = 0.95
             data[c] = (np.asarray(ys), np.asarray(fs))
     left_out = sorted(set(cells) - set(data))
     if not data:
-        return {"available": False, "reason": "no design cell has two labelled samples yet", "cells_left_out": left_out}
+        reason = "no design cell has two labelled samples yet"
+        if design[0].sample.kind != "pairwise" and not design[0].sample.rubric_def:
+            reason = "the human-rated quality needs the rubric's scales: sample with --rubric or --config"
+        return {"available": False, "reason": reason, "cells_left_out": left_out}
     n_cov = sum(cells[c]["N"] for c in data)
     W = {c: cells[c]["N"] / n_cov for c in data}
     coef = {c: W[c] ** 2 * max(0.0, 1 - len(data[c][0]) / cells[c]["N"]) / len(data[c][0]) for c in data}

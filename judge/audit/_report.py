@@ -76,7 +76,9 @@ def build_report(store: Any, reps: int = 500, seed: int = 0, canary: Any | None 
                 "ci": stratified_bootstrap(design, _plain_accuracy, reps, seed),
             }
             if first.kind != "pairwise":
-                names = [c["name"] for c in (first.rubric_def or {}).get("criteria", [])]
+                names = [c["name"] for c in (first.rubric_def or {}).get("criteria", [])] or sorted(
+                    {c for u in design for lab in u.labels if isinstance(lab.value, dict) for c in lab.value}
+                )
                 row["criteria"] = {c: metric_table(design, first.kind, c, reps, seed) for c in names}
             strata: dict[str, Any] = {}
             for name in STRATA:
