@@ -100,8 +100,23 @@ class ReviewView:
     judge_messages: list[tuple[str, str]]
 
 
+def _rubric_def(sample: AuditSample) -> dict[str, Any]:
+    """The sample's rubric: as stored with it, else the library's rubric of that id if its hash matches."""
+    if sample.rubric_def is not None:
+        return sample.rubric_def
+    from judge.core._errors import JudgeloopError
+    from judge.inputs._rubric import resolve_rubric
+
+    try:
+        rubric = resolve_rubric(sample.rubric.id)
+    except JudgeloopError:
+        return {}
+    # Another version's wording would show the reviewer levels the judge never saw.
+    return rubric.model_dump(mode="json") if rubric.content_hash == sample.rubric.hash else {}
+
+
 def _criteria(sample: AuditSample) -> tuple[list[CriterionView], str, str | None, bool]:
-    rubric = sample.rubric_def or {}
+    rubric = _rubric_def(sample)
     criteria = []
     for c in rubric.get("criteria", []):
         scale = c.get("scale") or {}

@@ -328,3 +328,30 @@ def test_login_tokens_never_reach_the_access_log() -> None:
                                ("127.0.0.1:5", "GET", "/login?token=SECRET-abc_123&x=1", "1.1", 303), None)
     assert _RedactTokens().filter(record)
     assert "SECRET" not in record.getMessage() and "token=<redacted>&x=1" in record.getMessage()
+
+
+def test_samples_without_item_or_rubric_text_still_show_what_the_judge_saw(tmp_path: Path) -> None:
+    from judge.core._records import RubricRef
+    from judge.inputs._rubric import resolve_rubric
+
+    library = resolve_rubric("helpfulness")
+    known = point_sample(1).model_copy(update={
+        "rubric_def": None, "rubric": RubricRef(id="helpfulness", version=library.version, hash=library.content_hash)})
+    stale = point_sample(2).model_copy(update={
+        "rubric_def": None, "rubric": RubricRef(id="helpfulness", version=1, hash="an-older-wording")})
+    bare = pair_sample(3).model_copy(update={"item": None})
+    store = make_store(tmp_path / "a.sqlite", [known, stale, bare])
+    client = signed_in(store)
+    pages = {}
+    for _ in range(3):
+        page = client.get("/review").text
+        sid = current_sample(page)
+        pages[sid] = page
+        client.post("/skip", data={"csrf": csrf_of(page), "sample_id": sid}, headers=SAME_ORIGIN)
+    # The library's rubric, because its hash is the one the judge used: its level descriptions show.
+    assert library.criteria[0].scale[5] in pages["s-point-1"] and 'name="score.helpfulness"' in pages["s-point-1"]
+    # A rubric whose wording changed since is not shown as if the judge had used it.
+    assert library.criteria[0].scale[5] not in pages["s-point-2"] and "score.helpfulness" not in pages["s-point-2"]
+    assert "does not carry the rubric the judge used" in pages["s-point-2"]
+    # Without the item, the judge's own user message (not its system instructions).
+    assert "judge pair 3" in pages["s-pair-3"] and "You compare responses." not in pages["s-pair-3"]
