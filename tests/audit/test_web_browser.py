@@ -30,7 +30,8 @@ from judge.audit._web_security import SESSION_COOKIE
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
+# Debian's package; JUDGELOOP_CHROMIUM points elsewhere (another distribution's path).
+CHROMIUM = os.environ.get("JUDGELOOP_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 SHOTS = Path(__file__).resolve().parents[2] / "runs" / "screenshots"
