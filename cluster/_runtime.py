@@ -85,15 +85,32 @@ def _on_loopback(address: str | None) -> bool:
     return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
-def start_local_ray(num_cpus: int, attempts: int = 2) -> None:
+#: What Ray raises when a local start ran out of time (an Exception, a RuntimeError): the node did not
+#: register with its control store within 30 s, or the control store (GCS) did not publish its port
+#: within RAY_gcs_server_port_wait_time_s (default 30 s). Both mean "too slow", never "misconfigured".
+START_TIMEOUTS = ("timed out during startup", "Timed out waiting for file")
+#: Seconds the control store gets to publish its port on a retry, unless the user set their own.
+RETRY_GCS_WAIT_S = 90
+
+
+def _start_timed_out(exc: BaseException) -> bool:
+    return any(marker in str(exc) for marker in START_TIMEOUTS)
+
+
+def start_local_ray(num_cpus: int, attempts: int = 3) -> None:
     """Start a private single-node Ray on 127.0.0.1 with ``num_cpus`` logical CPUs.
 
-    Ray gives a new node a fixed 30 s to register with its control store; on a machine whose cores
-    are busy (other engines loading) that can pass, and Ray then stops what it started and raises.
-    The start is tried again before the error reaches the user.
+    Ray gives a new node fixed times to start (30 s for the control store to publish its port, 30 s
+    for the node to register with it); on a machine whose cores are busy (other engines loading)
+    either can pass, and Ray then stops what it started and raises. Such a start is tried again,
+    the retries with a longer wait for the control store, before the error reaches the user; any
+    other error is reported at once.
     """
     ray = import_ray()
     for attempt in range(1, attempts + 1):
+        override = attempt > 1 and "RAY_gcs_server_port_wait_time_s" not in os.environ
+        if override:
+            os.environ["RAY_gcs_server_port_wait_time_s"] = str(RETRY_GCS_WAIT_S)
         try:
             ray.init(
                 address="local",  # never attach to a stale cluster left in Ray's temporary folder
@@ -103,10 +120,14 @@ def start_local_ray(num_cpus: int, attempts: int = 2) -> None:
                 _node_ip_address="127.0.0.1",
             )
             return
-        except Exception as exc:  # Ray raises a bare Exception for a node that did not start
+        except Exception as exc:  # Ray raises a bare Exception (or RuntimeError) for a slow start
             ray.shutdown()
-            if attempt == attempts or "timed out during startup" not in str(exc):
-                raise ClusterError(f"could not start a local Ray cluster: {exc}") from exc
+            if attempt == attempts or not _start_timed_out(exc):
+                tried = f" (tried {attempt} times)" if attempt > 1 else ""
+                raise ClusterError(f"could not start a local Ray cluster{tried}: {exc}") from exc
+        finally:
+            if override:
+                os.environ.pop("RAY_gcs_server_port_wait_time_s", None)
 
 
 def bundle_shapes(cc: ClusterConfig, tensor_parallel: int) -> list[dict[str, float]]:
