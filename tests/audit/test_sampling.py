@@ -125,3 +125,32 @@ def test_exact_judge_input_and_injection_flag():
         assert s.judge_input_exact and s.judge_input == render_messages(rubric, item, None, sanitize=True)
         assert s.item == item and s.rubric_def["criteria"][0]["name"] == "helpfulness"
         assert s.prompt_version not in ("", "unknown")
+
+
+def test_sample_command_with_the_dataset_and_rubric(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from judge.audit import AuditStore
+    from judge.cli import main
+
+    rubric = resolve_rubric("helpfulness")
+    items = [Item(id=f"i{k}", prompt=f"Question {k}?", response=f"Answer {k}.") for k in range(30)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(i.model_dump(exclude={"meta"})) + "\n" for i in items))
+    js = [mj(i.id, scores={"helpfulness": 3}, rubric_hash=rubric.content_hash, rubric_id=rubric.id, margin=0.6,
+             prompt_hash=prompt_hash(render_messages(rubric, i, None, sanitize=True))) for i in items]
+    (tmp_path / "j.jsonl").write_text("".join(j.model_dump_json() + "\n" for j in js))
+    args = ["audit", "sample", str(tmp_path / "j.jsonl"), "--budget", "0.2", "--store", str(tmp_path / "a.sqlite"),
+            "--data", str(tmp_path / "data.jsonl"), "--rubric", "helpfulness", "--add", "i0"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "6 samples from 30 decisions" in r.output or "7 samples from 30 decisions" in r.output
+    st = AuditStore(tmp_path / "a.sqlite")
+    samples = st.samples()
+    assert all(s.judge_input_exact and s.item is not None for s in samples)
+    assert st.runs()[0].cells["rest:" + rubric.content_hash]["N"] == 30
+    again = CliRunner().invoke(main, args)
+    assert "(0 new)" in again.output  # the same run again adds nothing
+    bad = CliRunner().invoke(main, ["audit", "sample", str(tmp_path / "j.jsonl"), "--budget", "2.5", "--store", str(tmp_path / "a.sqlite")])
+    assert bad.exit_code == 2 and "whole count" in bad.output
