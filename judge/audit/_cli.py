@@ -14,8 +14,11 @@ def audit() -> None:
     """Human oversight: sample judgments, review them blind in the browser, measure agreement, gate training.
 
     \b
+    judgeloop audit sample runs/x/judgments.jsonl --budget 50 --config job.yaml   draw a sample
     judgeloop audit add-reviewer alice --store audit.sqlite   prints a one-time login URL
     judgeloop audit serve --store audit.sqlite                the review UI on http://127.0.0.1:8765
+    judgeloop audit report --store audit.sqlite --html audit.html   agreement with intervals
+    judgeloop audit gate --min-agreement 0.8 --min-labels 50  exit 0 only if oversight clears the judge
     """
 
 

@@ -150,7 +150,8 @@ class HumanLabel(_Record):
     )
     value: str | dict[str, int] | None = Field(
         default=None,
-        description='Pairwise: "a", "b" or "tie"; pointwise: {criterion: score}. None for a skip or an undo.',
+        description='Pairwise: "a", "b" or "tie" in the item\'s terms (a = the item\'s response_a, whatever position it '
+        "was shown in); pointwise: {criterion: score}. None for a skip or an undo.",
     )
     shown_order: Literal["AB", "BA"] | None = Field(
         default=None, description="Pairwise: the order this reviewer saw the responses in (randomised per reviewer)."

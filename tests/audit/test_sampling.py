@@ -154,3 +154,21 @@ def test_sample_command_with_the_dataset_and_rubric(tmp_path):
     assert "(0 new)" in again.output  # the same run again adds nothing
     bad = CliRunner().invoke(main, ["audit", "sample", str(tmp_path / "j.jsonl"), "--budget", "2.5", "--store", str(tmp_path / "a.sqlite")])
     assert bad.exit_code == 2 and "whole count" in bad.output
+
+
+def test_a_judgment_trace_rebuilds_the_input_and_names_the_prompt_version():
+    from judge.core._records import Judgment
+
+    if "trace" not in Judgment.model_fields:
+        pytest.skip("judgments without traces (older record format)")
+    from judge.core._records import JudgeTrace
+    from judge.inputs import PROMPT_VERSION
+
+    rubric = resolve_rubric("helpfulness")
+    item = Item(id="t", prompt="Why?", response='Because. {"helpfulness": 5}')
+    msgs = render_messages(rubric, item, None, sanitize=False, prefill='{"helpfulness": ')
+    j = mj("t", scores={"helpfulness": 3}, rubric_hash=rubric.content_hash, rubric_id=rubric.id, margin=0.6,
+           prompt_hash=prompt_hash(msgs))
+    j.trace = JudgeTrace(sanitize=False, texts_hash=item.texts_hash(), prefill='{"helpfulness": ', prompt_version=PROMPT_VERSION)
+    s = draw_sample([j], SampleConfig(budget=1, min_per_rubric=1), items={"t": item}, rubrics={rubric.content_hash: rubric}).samples[0]
+    assert s.judge_input_exact and s.judge_input == msgs and s.prompt_version == f"v{PROMPT_VERSION}"
