@@ -1,6 +1,6 @@
 """Moving audit data in and out of the store: JSONL, CSV and Label Studio.
 
-- JSONL: ``{"type": "sample" | "label" | "override", "record": {...}}`` per line; a full copy.
+- JSONL: ``{"type": "sample" | "label" | "override" | "run", "record": {...}}`` per line; a full copy.
 - CSV: the label history, one row per label row, values as JSON text; for spreadsheets and R.
 - Label Studio: :func:`export_label_studio` writes import-format tasks (``[{"id", "data": {...}}]``;
   never the judge's verdict, so labelling there stays blind) and the matching labelling config
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
-from judge.audit._records import AuditSample, HumanLabel, Override
+from judge.audit._records import AuditSample, HumanLabel, Override, SamplingRun
 from judge.core._errors import DataError
 from judge.core._io import atomic_write
 from judge.core._records import stable_hash
@@ -63,6 +63,7 @@ def export_jsonl(store: "AuditStore", path: str | Path) -> int:
     lines = [json.dumps({"type": "sample", "record": s.model_dump(mode="json")}, ensure_ascii=False) for s in store.samples()]
     lines += [json.dumps({"type": "label", "record": x.model_dump(mode="json")}, ensure_ascii=False) for x in store.labels()]
     lines += [json.dumps({"type": "override", "record": o.model_dump(mode="json")}, ensure_ascii=False) for o in store.overrides()]
+    lines += [json.dumps({"type": "run", "record": r.model_dump(mode="json")}, ensure_ascii=False) for r in store.runs()]
     atomic_write(Path(path), "".join(line + "\n" for line in lines))
     return len(lines)
 
@@ -70,18 +71,19 @@ def export_jsonl(store: "AuditStore", path: str | Path) -> int:
 def import_jsonl(store: "AuditStore", path: str | Path) -> int:
     """Add the rows of an :func:`export_jsonl` file that ``store`` does not hold yet."""
     path = Path(path)
-    samples, labels, overrides = [], [], []
+    samples, labels, overrides, runs = [], [], [], []
     for n, row in _read_json_lines(path):
         kind = row.get("type") if isinstance(row, dict) else None
-        model = {"sample": AuditSample, "label": HumanLabel, "override": Override}.get(kind)  # type: ignore[arg-type]
+        model = {"sample": AuditSample, "label": HumanLabel, "override": Override, "run": SamplingRun}.get(kind)  # type: ignore[arg-type]
         if model is None:
-            raise DataError(f"{path}:{n}: type must be sample, label or override, got {kind!r}")
+            raise DataError(f"{path}:{n}: type must be sample, label, override or run, got {kind!r}")
         try:
             rec = model.model_validate(row.get("record"))
         except pydantic.ValidationError as exc:
             raise DataError(f"{path}:{n}: invalid {kind}: {exc.errors(include_url=False)[0]['msg']}") from None
-        {"sample": samples, "label": labels, "override": overrides}[kind].append(rec)  # type: ignore[index]
-    added = store.add_samples(samples)
+        {"sample": samples, "label": labels, "override": overrides, "run": runs}[kind].append(rec)  # type: ignore[index]
+    added = sum(store.add_run(r) for r in runs)
+    added += store.add_samples(samples)
     added += sum(store._add_label_if_new(x) for x in labels)
     known = {o.model_dump_json() for o in store.overrides()}
     for o in overrides:
@@ -242,7 +244,7 @@ def import_label_studio(store: "AuditStore", path: str | Path) -> int:
                 skipped=value is None,
                 shown_order="AB" if sample.kind == "pairwise" else None,
                 source="label-studio",
-                created_at=str(ann.get("created_at") or ann.get("updated_at") or "") or HumanLabel.model_fields["created_at"].default_factory(),  # type: ignore[misc]
+                **({"created_at": str(when)} if (when := ann.get("created_at") or ann.get("updated_at")) else {}),
             )
             added += store._add_label_if_new(lab)
     return added

@@ -319,7 +319,7 @@ class AuditStore:
     # -- exchange (see judge.audit._exchange) ---------------------------------------------------
 
     def export_jsonl(self, path: str | Path) -> int:
-        """Write samples, labels and overrides as JSONL (one ``{"type", "record"}`` per line). Returns rows."""
+        """Write samples, labels, overrides and run designs as JSONL (one ``{"type", "record"}`` per line). Returns rows."""
         from judge.audit._exchange import export_jsonl
 
         return export_jsonl(self, path)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from judge.audit import MIGRATIONS, SCHEMA_VERSION, AuditStore, AuditStoreError, HumanLabel, Override
+from judge.audit import MIGRATIONS, SCHEMA_VERSION, AuditStore, AuditStoreError, HumanLabel, Override, SamplingRun
 from audit_helpers import make_sample
 
 
@@ -147,12 +147,14 @@ def test_jsonl_and_csv_round_trip(tmp_path: Path):
     store.add_label(_label(samples[3].sample_id, value={"helpful": 3}, shown_order=None))
     store.add_label(HumanLabel(sample_id=samples[1].sample_id, reviewer="bob", phase="before_reveal", skipped=True))
     store.add_override(Override(reviewer="carol", reason="pilot", scope="gate:x"))
+    store.add_run(SamplingRun(run_id="run-0", seed=0, config={"budget": 4}, population=10, cells={}))
     store.export_jsonl(tmp_path / "all.jsonl")
     store.export_csv(tmp_path / "labels.csv")
     copy = AuditStore(tmp_path / "b.sqlite")
-    assert copy.import_jsonl(tmp_path / "all.jsonl") == 4 + 3 + 1
+    assert copy.import_jsonl(tmp_path / "all.jsonl") == 4 + 3 + 1 + 1
     assert copy.import_jsonl(tmp_path / "all.jsonl") == 0
     assert copy.samples() == store.samples() and copy.labels() == store.labels() and copy.overrides() == store.overrides()
+    assert copy.runs() == store.runs()
     third = AuditStore(tmp_path / "c.sqlite")
     third.add_samples(samples)
     assert third.import_csv(tmp_path / "labels.csv") == 3
@@ -182,6 +184,7 @@ def test_label_studio_round_trip(tmp_path: Path):
     assert store.import_label_studio(tmp_path / "export.json") == 2
     assert store.import_label_studio(tmp_path / "export.json") == 0
     got = {x.sample_id: x for x in store.labels()}
+    assert got[pair.sample_id].created_at == "2026-01-01T00:00:00Z"
     assert got[pair.sample_id].value == "b" and got[point.sample_id].value == {"helpful": 5}
     assert {x.reviewer for x in got.values()} == {"label-studio:ann@example.org"}
     assert all(x.phase == "before_reveal" and x.source == "label-studio" for x in got.values())
