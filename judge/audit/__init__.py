@@ -24,7 +24,7 @@ from judge.audit._records import (
     scope_key,
 )
 from judge.audit._report import build_report, render_html
-from judge.audit._sampling import SampleConfig, SamplingResult, decisions, draw_sample, prompt_version
+from judge.audit._sampling import SampleConfig, SamplingResult, decisions, draw_sample, judgment_scope, prompt_version
 from judge.audit._schema import MIGRATIONS, SCHEMA_VERSION
 from judge.audit._stats import cohen_kappa, gwet_ac1, krippendorff_alpha, weighted_accuracy
 from judge.audit._store import AuditStore, AuditStoreError
@@ -59,6 +59,7 @@ __all__ = [
     "gate",
     "gwet_ac1",
     "human_quality",
+    "judgment_scope",
     "krippendorff_alpha",
     "load_eval_report",
     "login_url",

@@ -38,7 +38,7 @@ from judge.audit._records import RISK_STRATA, AuditSample, JudgeOutput, Sampling
 from judge.core._errors import ConfigError
 from judge.core._records import Item, Judgment, Message, RubricRef, stable_hash
 
-__all__ = ["Decision", "SampleConfig", "SamplingResult", "decisions", "draw_sample", "judge_proxy", "prompt_version"]
+__all__ = ["Decision", "SampleConfig", "SamplingResult", "decisions", "draw_sample", "judge_proxy", "judgment_scope", "prompt_version"]
 
 
 class SampleConfig(BaseModel):
@@ -213,6 +213,11 @@ def _prompt_version(j: Judgment, rubric: Any) -> str:
     if trace is not None:
         return f"v{trace.prompt_version}"
     return prompt_version(rubric) if rubric is not None else "unknown"
+
+
+def judgment_scope(j: Judgment, rubric: Any | None = None) -> str:
+    """The gate scope a judgment's feedback belongs to (pass it to :func:`judge.audit.gate` as ``scopes``)."""
+    return scope_key(j.judge.model_hash, j.rubric.hash, _prompt_version(j, rubric))
 
 
 def _injection(item: Item | None, rubric: Any) -> bool:

@@ -9,7 +9,7 @@ import numpy as np
 from audit_helpers import make_judgment as mj
 from click.testing import CliRunner
 
-from judge.audit import AuditStore, HumanLabel, canary_check, gate
+from judge.audit import AuditStore, HumanLabel, canary_check, gate, judgment_scope
 from judge.cli import main
 
 
@@ -93,6 +93,9 @@ def test_a_pass_is_void_for_a_new_judge(tmp_path: Path):
     assert r.exit_code == 1 and "no before-reveal labels for this judge/rubric/prompt scope" in r.output
     assert "do not count" in r.output
     assert gate(AuditStore(store), min_labels=50, scopes=old.scopes).passed  # the old scope's pass is its own
+    # The training loop asks for its judge's scope, computed from one of its judgments.
+    assert judgment_scope(mj("p0", model_hash="fp-1")) == old.scopes[0]
+    assert not gate(AuditStore(store), min_labels=50, scopes=[judgment_scope(mj("p0", model_hash="fp-2"))]).passed
 
 
 def test_override_is_recorded_and_never_silent(tmp_path: Path):
