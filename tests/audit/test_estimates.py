@@ -35,7 +35,7 @@ def test_weighting_removes_the_bias_of_a_skewed_risk_stratum():
         weighted.append(accuracy(units, None))
         unweighted.append(np.mean([u.y for u in units]))
     assert abs(np.mean(unweighted) - truth) > 0.15  # half the sample is the risk stratum: badly biased
-    assert abs(np.mean(weighted) - truth) < 0.01  # design-weighted: unbiased (within simulation noise)
+    assert abs(np.mean(weighted) - truth) < 0.02  # design-weighted: unbiased (3 standard errors of 20 runs)
 
 
 def test_gate_bound_false_pass_rate_under_repeated_looks():
