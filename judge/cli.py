@@ -67,7 +67,11 @@ _BACKEND_OPTION = click.option(
 
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Job config YAML (sets defaults).")
-@click.option("--data", type=click.Path(dir_okay=False), help="Input dataset (.jsonl or .parquet).")
+@click.option(
+    "--data",
+    type=click.Path(),
+    help="Input dataset: .jsonl, .json, .csv, .parquet, or a directory saved by datasets (see 'columns' to map names).",
+)
 @click.option("--output", type=click.Path(dir_okay=False), help="Judgments file to write (.jsonl).")
 @click.option("--rubric", "rubrics", multiple=True, help="Rubric id or path; repeat for several.")
 @_BACKEND_OPTION
@@ -105,6 +109,11 @@ def judge(
     Judgments are appended to OUTPUT.part as they complete and renamed to OUTPUT at the end; a
     rerun of an interrupted job does only the missing work. Invalid rows go to
     OUTPUT-stem.rejects.jsonl with their line numbers; the job goes on without them.
+
+    Columns that are not item fields are kept in each item's meta. The config's `columns` maps
+    other names, e.g. `columns: {prompt: instruction, response: output}` for an AlpacaEval export.
+    A row repeating an earlier id with other texts is a reject; with the same texts it is judged
+    once. A job with no valid item (an empty dataset, or every row rejected) exits with status 2.
     """
     from judge._cli_support import load_cli_config, stdout_to_stderr
     from judge.runner._engine import run_job
@@ -141,6 +150,15 @@ def judge(
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         click.echo(summary.table())
+    if summary.items == 0:  # every row rejected, or no row at all: not a successful job
+        from judge.runner._engine import job_paths
+
+        report = getattr(summary, "data", None)
+        raise JudgeloopError(
+            report.nothing_to_judge(str(cfg.data), str(job_paths(cfg.output).rejects))
+            if report is not None
+            else f"nothing to judge: {cfg.data} holds no valid item"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -149,7 +167,9 @@ def judge(
 
 @main.command("eval")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Judge config YAML (sets defaults).")
-@click.option("--data", required=True, type=click.Path(dir_okay=False), help="Human-labelled set (.jsonl).")
+@click.option(
+    "--data", required=True, type=click.Path(), help="Human-labelled set: .jsonl, .json, .csv, .parquet or a datasets directory."
+)
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where judgments and the report go.")
 @click.option("--rubric", "rubrics", multiple=True, help="Rubric id or path; repeat for several.")
 @_BACKEND_OPTION
@@ -190,9 +210,11 @@ def eval_(
 ) -> None:
     """Measure a judge configuration against human labels.
 
-    DATA is JSONL, one labelled row per line: pairwise rows {"id", "prompt", "response_a",
-    "response_b", "label": "a"|"b"|"tie", "meta"?} or pointwise rows {"id", "prompt", "response",
-    "reference"?, "human_score", "scale": [min, max], "meta"?}. Reports accuracy, Cohen's kappa,
+    DATA holds one labelled row per line or record: pairwise rows {"id"?, "prompt", "response_a",
+    "response_b", "label": "a"|"b"|"tie", "meta"?} or pointwise rows {"id"?, "prompt", "response",
+    "reference"?, "human_score", "scale": [min, max], "meta"?}; other columns are kept in meta. The
+    config's `columns` and `labels` map other names and spellings, e.g. an Arena export's `winner:
+    model_a` (see the README). Reports accuracy, Cohen's kappa,
     rank correlations, swap consistency, position and length bias, the confusion matrix, bootstrap
     95% intervals and per-meta subsets; the JSON report is written beside the judgments.
     """

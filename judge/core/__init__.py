@@ -1,6 +1,7 @@
 """The bottom layer: errors, the typed records that cross a file or process boundary, configs."""
 
 from judge.core._config import (
+    COLUMN_TARGETS,
     ClusterConfig,
     JobConfig,
     JudgeConfig,
@@ -8,6 +9,7 @@ from judge.core._config import (
     JuryMember,
     SamplingConfig,
     ScoringConfig,
+    label_text,
     load_job_config,
 )
 from judge.core._errors import (
@@ -32,6 +34,7 @@ from judge.core._records import (
 
 __all__ = [
     "BackendError",
+    "COLUMN_TARGETS",
     "ClusterConfig",
     "ClusterError",
     "ConfigError",
@@ -52,6 +55,7 @@ __all__ = [
     "SamplingConfig",
     "SamplingParams",
     "ScoringConfig",
+    "label_text",
     "load_job_config",
     "stable_hash",
 ]

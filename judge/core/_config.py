@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from judge.core._errors import ConfigError
+from judge.core._records import Item
 from judge.core._yaml import load_model
 
 __all__ = [
+    "COLUMN_TARGETS",
     "ClusterConfig",
     "JobConfig",
     "JudgeConfig",
@@ -22,8 +24,22 @@ __all__ = [
     "JuryMember",
     "SamplingConfig",
     "ScoringConfig",
+    "label_text",
     "load_job_config",
 ]
+
+
+# The names `columns` may map: an item's fields, and the label fields of `judgeloop eval`.
+COLUMN_TARGETS = tuple(n for n in Item.model_fields) + ("label", "human_score", "scale")
+
+
+def label_text(value: Any) -> str:
+    """A label value as text, as `labels` keys are matched (1 and 1.0 are "1"; true is "true")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 class _Cfg(BaseModel):
@@ -147,7 +163,21 @@ class JuryConfig(_Cfg):
 class JobConfig(_Cfg):
     """A batch judging job."""
 
-    data: Path = Field(description="Input dataset: JSONL (one item per line) or Parquet.")
+    data: Path = Field(
+        description="Input dataset: JSONL (one item per line), a JSON array, CSV, Parquet, or a directory "
+        "written by datasets' save_to_disk. Columns that are not fields are kept in each item's meta."
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Field name -> the dataset's column for it, e.g. {prompt: instruction, response: "
+        "output}. Fields: " + ", ".join(COLUMN_TARGETS) + " (label, human_score and scale are read by "
+        "`judgeloop eval`). A row without a mapped column is a reject; unmapped columns go to meta.",
+    )
+    labels: dict[str, Literal["a", "b", "tie"]] = Field(
+        default_factory=dict,
+        description="`judgeloop eval`, pairwise: the labelled set's label value -> a, b or tie, e.g. "
+        "{model_a: a, model_b: b, tie: tie, 'tie (bothbad)': tie}. Values not listed must be a, b or tie.",
+    )
     output: Path = Field(description="Judgments file (JSONL). Rejects and summary are written beside it.")
     rubrics: list[str] = Field(
         default_factory=lambda: ["helpfulness"], min_length=1, description="Rubric ids or paths."
@@ -170,6 +200,25 @@ class JobConfig(_Cfg):
         "the cache beside the output (<stem>.cache.sqlite). A request whose judgment is cached is "
         "never sent to the judge again.",
     )
+
+    @field_validator("columns")
+    @classmethod
+    def _known_targets(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(COLUMN_TARGETS))
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown} in columns; the fields are {list(COLUMN_TARGETS)}")
+        empty = sorted(k for k, col in v.items() if not col)
+        if empty:
+            raise ValueError(f"columns: field(s) {empty} map to an empty column name")
+        return v
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_keys_as_text(cls, v: Any) -> Any:
+        # YAML reads `1: a` with an integer key; a label read from a file is matched as text.
+        if isinstance(v, dict):
+            return {label_text(k): x for k, x in v.items()}
+        return v
 
 
 def load_job_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> JobConfig:

@@ -52,7 +52,11 @@ class Item(_Record):
     response_a: str | None = Field(default=None, description="First response of a pair (pairwise).")
     response_b: str | None = Field(default=None, description="Second response of a pair (pairwise).")
     reference: str | None = Field(default=None, description="Reference answer (reference mode).")
-    meta: dict[str, Any] = Field(default_factory=dict, description="Free-form metadata, carried through.")
+    meta: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Free-form metadata, carried through. A dataset reader also keeps here every column "
+        "of the row that is not a field (source, annotator, generator...); see judge.inputs.ItemReader.",
+    )
 
     @field_validator("id", mode="before")
     @classmethod
@@ -62,12 +66,14 @@ class Item(_Record):
             return str(v)
         return v
 
+    def texts_hash(self) -> str:
+        """Hash of the judged texts (prompt, responses, reference): what makes two rows the same item."""
+        return stable_hash([self.prompt, self.response, self.response_a, self.response_b, self.reference])
+
     @model_validator(mode="after")
     def _derive_id(self) -> "Item":
         if not self.id:
-            self.id = "item-" + stable_hash(
-                [self.prompt, self.response, self.response_a, self.response_b, self.reference]
-            )[:16]
+            self.id = "item-" + self.texts_hash()[:16]
         return self
 
 

@@ -1,9 +1,18 @@
 """What the judge is asked and shown: rubrics, prompts (judged texts fenced as data), datasets."""
 
 from judge.inputs._data import (
+    DatasetReport,
+    DuplicateIndex,
+    ItemReader,
+    Reject,
     Row,
+    check_dataset,
     count_rows,
+    iter_items,
     iter_rows,
+    json_error,
+    shape_row,
+    validation_reason,
 )
 from judge.inputs._prompts import (
     REMINDER,
@@ -26,14 +35,21 @@ from judge.inputs._rubric import (
 
 __all__ = [
     "Criterion",
+    "DatasetReport",
+    "DuplicateIndex",
     "FewShotExample",
+    "ItemReader",
     "REMINDER",
     "RUBRIC_DIR",
+    "Reject",
     "Row",
     "Rubric",
+    "check_dataset",
     "count_rows",
     "data_block",
+    "iter_items",
     "iter_rows",
+    "json_error",
     "list_rubrics",
     "load_rubric",
     "neutralize_imitations",
@@ -41,5 +57,7 @@ __all__ = [
     "prompt_hash",
     "render_messages",
     "resolve_rubric",
+    "shape_row",
+    "validation_reason",
     "verdict_keys",
 ]
