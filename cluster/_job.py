@@ -55,13 +55,13 @@ def run_cluster_job(
         pool: an already started pool to use (it is left running), e.g. shared by several jobs.
     """
     from judge.runner._engine import job_judge_id, run_job
+    from judge.inputs._data import check_dataset
     from judge.inputs._rubric import resolve_rubric
 
     # Every config error surfaces before Ray starts.
     for r in cfg.rubrics:
         resolve_rubric(r)
-    if not Path(cfg.data).is_file():
-        raise DataError(f"dataset not found: {cfg.data}")
+    check_dataset(cfg.data)  # missing, or a format no reader knows (a directory saved by datasets is one)
     judge_id = job_judge_id(cfg)
     if pool is not None:
         return run_job(cfg, progress=progress, on_batch=on_batch, executor=_Borrowed(pool), judge_id=judge_id)
