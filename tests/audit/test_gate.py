@@ -133,3 +133,21 @@ def test_canary_drop_fails_the_gate(tmp_path: Path):
     r = _gate(store, "--min-labels", "50", "--canary-report", str(bad))
     assert r.exit_code == 1 and "the judge drifted" in r.output
     assert _gate(store, "--min-labels", "50", "--canary-report", str(other)).exit_code == 2
+
+
+def test_the_gate_uses_the_anytime_valid_bound(tmp_path: Path):
+    # One design cell (no risk flags): the gate's agreement bound is the confidence sequence of the
+    # labelled samples in labelling order, without replacement from the cell's N decisions.
+    from judge.audit import cs_lower_bound
+
+    js = [mj(f"p{i}", scores={"helpful": 3}, margin=0.6) for i in range(300)]
+    (tmp_path / "j.jsonl").write_text("".join(j.model_dump_json() + "\n" for j in js))
+    store = tmp_path / "audit.sqlite"
+    assert CliRunner().invoke(main, ["audit", "sample", str(tmp_path / "j.jsonl"), "--budget", "100", "--store", str(store)]).exit_code == 0
+    _label_all(store, 0.9, limit=80)
+    st = AuditStore(store)
+    ys = [1.0 if lab.value == {"helpful": 3} else 0.0 for lab in st.labels()]
+    d = gate(st, min_labels=10, min_agreement=0.5, alpha=0.1)
+    check = next(c for c in d.checks[d.scopes[0]] if c.name == "agreement")
+    assert check.value == round(cs_lower_bound(ys, 0.1, N=300), 4)
+    assert check.value < float(np.mean(ys))
