@@ -65,7 +65,8 @@ def _kind(data: Path) -> str:
 
 def _chunks(data: Path, size: int, workdir: Path) -> list[Path]:
     """The items of a labelled set, as item files of ``size`` rows each."""
-    from judge.eval._eval import _items, read_labelled
+    from judge.eval import read_labelled
+    from judge.eval._run import _items
 
     kind, rows, _ = read_labelled(data)
     items = _items(kind, rows)
@@ -143,7 +144,8 @@ def uncached_tokens(cfg, data: Path, block: int = 16) -> dict:
     from transformers import AutoTokenizer
 
     from judge.backends._chat import render_chat_ids
-    from judge.eval._eval import _items, read_labelled
+    from judge.eval import read_labelled
+    from judge.eval._run import _items
     from judge.backends._models import resolve_model
     from judge.inputs._rubric import resolve_rubric
     from judge.scoring._scoring import build_requests
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     from judge.backends import create_backend
     from judge.core._config import JobConfig
     from judge.runner._engine import run_job
-    from judge.eval._eval import run_eval
+    from judge.eval import run_eval
     from judge.backends._models import resolve_model
 
     work = Path(tempfile.mkdtemp(prefix="judge-quality-"))
@@ -265,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  run {rep + 1}/{args.repeats} {name:<24} {spent[name]:7.2f}s", file=sys.stderr)
     for name in names:  # quality from the first pass's judgments (all resumed: no new work)
         data, cfg = configs[name]
-        reports[name] = run_eval(cfg, data, work / f"{name}-0", backend=backend, progress=False, bootstrap=args.bootstrap)
+        reports[name] = run_eval(cfg, data, work / f"{name}-0", backend=backend, progress=False, bootstrap=args.bootstrap).to_json()
         reports[name]["timing"]["new_judgments"] = sum(
             1 for _ in (work / f"{name}-0" / "judgments.jsonl").open(encoding="utf-8")
         )
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     avg_cfg = bcfg.model_copy(update={"scoring": bcfg.scoring.model_copy(update={"pairwise_policy": "average-probability"})})
     reports["c_both_logprob_average"] = run_eval(
         avg_cfg, PAIRS, work / "b_both_logprob_strict-0", backend=backend, progress=False, bootstrap=args.bootstrap
-    )
+    ).to_json()
     fit = reports["c_both_logprob_average"]["judges"][args.pair_rubric].get("tie_threshold_fit")
     if fit:
         fitted_cfg = avg_cfg.model_copy(
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         reports["c_fitted_band"] = run_eval(
             fitted_cfg, PAIRS, work / "b_both_logprob_strict-0", backend=backend, progress=False, bootstrap=args.bootstrap
-        )
+        ).to_json()
     times["c_both_logprob_average"] = times["b_both_logprob_strict"]
     if "c_fitted_band" in reports:
         times["c_fitted_band"] = times["b_both_logprob_strict"]

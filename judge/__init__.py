@@ -26,7 +26,7 @@ from judge.core import (
     load_job_config,
 )
 from judge.runner import JobSummary, run_job
-from judge.eval import eval_table, fit_jury_weights, fit_tie_threshold, read_labelled, run_eval
+from judge.eval import EvalReport, eval_table, fit_jury_weights, fit_tie_threshold, read_labelled, run_eval
 from judge.analysis import JurySummary, JuryVerdict, aggregate, jury_alpha, run_jury
 from judge.analysis import (
     accuracy,
@@ -53,6 +53,7 @@ __all__ = [
     "ConfigError",
     "Criterion",
     "DataError",
+    "EvalReport",
     "FewShotExample",
     "Item",
     "JobConfig",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from judge.core._errors import ConfigError, DataError
 from judge.backends import ScriptedBackend
 from judge.cli import main
 from judge.core._config import JobConfig, load_job_config
-from judge.eval._eval import (
+from judge.eval import (
+    EvalReport,
     eval_table,
     fit_tie_threshold,
     pairwise_metrics,
@@ -22,6 +22,7 @@ from judge.eval._eval import (
     read_labelled,
     run_eval,
 )
+from judge.core._labels import human_label, judge_winner
 from verdict_helpers import first_token, scores
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -32,6 +33,15 @@ BLOCK = re.compile(r"<<<DATA-([0-9a-f]{12}) ([^>\n]+)>>>\n(.*?)\n<<<END-\1>>>", 
 
 def shown(prompt) -> dict[str, str]:
     return {name: text for _, name, text in BLOCK.findall(prompt[-2].content if prompt[-1].role == "assistant" else prompt[-1].content)}
+
+
+def strict_json(path: Path) -> dict:
+    """A JSON file parsed the way other languages' parsers read it: NaN or Infinity is an error."""
+
+    def refuse(constant):
+        raise ValueError(f"{path} holds {constant}, which is not JSON")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
 
 
 def write(tmp_path, rows, name="set.jsonl") -> Path:
@@ -68,11 +78,11 @@ def test_bad_rows_are_rejected_with_their_line(tmp_path):
         ],
     )
     kind, rows, rejects = read_labelled(path)
-    assert kind == "pairwise" and [r.id for r in rows] == ["1"]
+    assert kind == "pairwise" and [r.id for r in rows] == ["1", "6"]
+    assert rows[1].meta == {"extra": 1}  # a column the format does not name is kept, not a reject
     errors = {r["line"]: r["error"] for r in rejects}
-    assert set(errors) == {2, 3, 4, 5, 6}
-    assert "label" in errors[2] and "repeated id '1'" in errors[3] and "pointwise row in a pairwise set" in errors[4]
-    assert "extra" in errors[6]
+    assert set(errors) == {2, 3, 4, 5}
+    assert "label 'A'" in errors[2] and "duplicate id '1'" in errors[3] and "pointwise row in a pairwise set" in errors[4]
 
 
 def test_pointwise_rows_are_checked_against_their_scale(tmp_path):
@@ -157,6 +167,37 @@ def test_fit_tie_threshold_finds_the_band_that_matches_humans():
     assert fit_tie_threshold([0.9, 0.2], ["a", "b"])["tie_threshold"] == 0.0
 
 
+def test_the_two_label_vocabularies_map_one_to_one():
+    assert [judge_winner(x) for x in ("a", "b", "tie")] == ["A", "B", "tie"]
+    assert [human_label(judge_winner(x)) for x in ("a", "b", "tie")] == ["a", "b", "tie"]
+    with pytest.raises(ValueError, match="human label must be one of"):
+        judge_winner("A")
+    with pytest.raises(ValueError, match="judge winner must be one of"):
+        human_label("inconsistent")
+
+
+def test_undefined_resamples_are_counted_and_shown(tmp_path):
+    # Two pairs: a resample that draws one pair twice holds one human category, where Cohen's
+    # kappa is undefined (chance agreement is already perfect). About half the resamples do.
+    m = pairwise_metrics(["a", "b"], ["a", "b"], reps=200, seed=3)
+    assert m["kappa"]["value"] == 1.0
+    k = m["kappa"]["undefined"]
+    assert 60 < k < 140, k
+    assert m["accuracy"]["undefined"] == 0  # accuracy is defined on every resample
+    # Pointwise: a Spearman of a resample whose human scores are all one value is undefined.
+    p = pointwise_metrics([1, 5, 5], [1.0, 4.5, 4.0], (1, 5), reps=200, seed=3)
+    assert 0 < p["spearman"]["undefined"] < 200 and p["mae"]["undefined"] == 0
+    report = EvalReport(
+        data="set.jsonl", data_sha256="0" * 64, kind="pairwise", rows=2, rejected=[], output_dir=str(tmp_path),
+        scoring={"method": "logprob", "pairwise_policy": "strict", "tie_threshold": 0.0}, pairwise_orders="both",
+        bootstrap={"reps": 200, "seed": 3, "level": 0.95}, judges={"x": m},
+    )
+    table = eval_table(report)
+    assert f"Cohen's kappa                     1.000 [1.000, 1.000] (undefined in {k} of 200 resamples)" in table
+    assert "100.0% [100.0%, 100.0%]\n" in table  # no note where every resample was defined
+    assert report.to_json()["judges"]["x"]["kappa"]["undefined"] == k
+
+
 # ----------------------------------------------------------------------------------------------
 # run_eval with scripted judges
 
@@ -174,10 +215,10 @@ def oracle_judge() -> ScriptedBackend:
         t = shown(prompt)
         a, b = t["response A"], t["response B"]
         if (a, b) in truth:
-            label = {"a": "A", "b": "B", "tie": "tie"}[truth[(a, b)]]
+            label = judge_winner(truth[(a, b)])
             item_a = "A"
-        else:
-            label = {"a": "B", "b": "A", "tie": "tie"}[truth[(b, a)]]
+        else:  # shown swapped: the item's a is the judge's B
+            label = {"A": "B", "B": "A", "tie": "tie"}[judge_winner(truth[(b, a)])]
             item_a = "B"
         if label == "tie":
             return first_token({"tie": 0.6, item_a: 0.3, ("B" if item_a == "A" else "A"): 0.1})
@@ -192,13 +233,15 @@ def pair_cfg(tmp_path, **kw) -> JobConfig:
 
 def test_eval_of_a_perfect_judge(tmp_path):
     report = run_eval(pair_cfg(tmp_path), PAIRS, tmp_path / "ev", backend=oracle_judge(), progress=False, bootstrap=200)
-    m = report["judges"]["instruction_following"]
+    m = report.judges["instruction_following"]
     assert m["n"] == 38 and m["accuracy"]["value"] == 1.0 and m["kappa"]["value"] == 1.0
     assert m["accuracy"]["ci95"] == [1.0, 1.0] and m["swap_consistency"] == 1.0
     assert m["position"]["first_shown_win_rate"] == 0.5  # balanced labels, no position bias
     assert set(m["subsets"]["category"]) == {"arithmetic", "factual", "on_topic", "refusal", "format", "equivalent"}
     assert all(s["accuracy"] == 1.0 for s in m["subsets"]["category"].values())
-    assert json.loads((tmp_path / "ev" / "report.json").read_text())["judges"] == report["judges"]
+    # Strict JSON: the subset of human ties has an undefined kappa, written as null, never NaN.
+    assert m["subsets"]["category"]["equivalent"]["kappa"] is None
+    assert strict_json(tmp_path / "ev" / "report.json")["judges"] == report.to_json()["judges"]
     table = eval_table(report)
     assert "accuracy (3-way, ties included)  100.0% [100.0%, 100.0%]" in table and "by meta.category" in table
 
@@ -206,7 +249,7 @@ def test_eval_of_a_perfect_judge(tmp_path):
 def test_eval_exposes_a_position_biased_judge(tmp_path):
     biased = ScriptedBackend(lambda prompt, params: first_token({"A": 0.8, "B": 0.15, "tie": 0.05}))
     report = run_eval(pair_cfg(tmp_path), PAIRS, tmp_path / "ev", backend=biased, progress=False, bootstrap=200)
-    m = report["judges"]["instruction_following"]
+    m = report.judges["instruction_following"]
     assert m["predicted"] == {"inconsistent": 38} and m["accuracy_no_ties"]["value"] == 0.0
     assert m["swap_consistency"] == 0.0 and m["position"]["first_shown_win_rate"] == 1.0
     # A single order would have looked like a coin: right on every pair whose answer is A.
@@ -219,15 +262,15 @@ def test_calibration_saves_a_config_that_judge_and_eval_load(tmp_path):
         pair_cfg(tmp_path), PAIRS, tmp_path / "ev", backend=oracle_judge(), progress=False, bootstrap=0,
         calibrate_=True, save_path=saved,
     )
-    fit = report["calibration"]["tie_threshold"]
+    fit = report.calibration["tie_threshold"]
     assert fit["accuracy"] == 1.0 and 0.0 < fit["tie_threshold"] < 0.5
     cfg = load_job_config(saved, {"data": str(PAIRS), "output": str(tmp_path / "x.jsonl")})
     assert cfg.scoring.pairwise_policy == "average-probability"
     assert cfg.scoring.tie_threshold == fit["tie_threshold"]
-    assert cfg.scoring.calibration["data_sha256"] == report["data_sha256"]
+    assert cfg.scoring.calibration["data_sha256"] == report.data_sha256
     assert cfg.rubrics == ["instruction_following"]
     again = run_eval(cfg, PAIRS, tmp_path / "ev2", backend=oracle_judge(), progress=False, bootstrap=0)
-    m = again["judges"]["instruction_following"]
+    m = again.judges["instruction_following"]
     assert m["accuracy"]["value"] == 1.0 and m["policy"] == "average-probability"
 
 
@@ -253,10 +296,16 @@ def test_pointwise_eval_with_a_scripted_judge(tmp_path):
 
     c = JobConfig(data=POINTS, output=tmp_path / "o.jsonl", rubrics=["factual_consistency"])
     report = run_eval(c, POINTS, tmp_path / "ev", backend=ScriptedBackend(respond), progress=False, bootstrap=100)
-    m = report["judges"]["factual_consistency"]
+    m = report.judges["factual_consistency"]
     assert m["n"] == 40 and m["scored"] == 40
     assert m["spearman"]["value"] > 0.8 and m["kappa_quadratic"]["value"] > 0.8
-    assert m["spearman"]["ci95"][0] <= m["spearman"]["value"] <= m["spearman"]["ci95"][1]
+    # A percentile interval need not contain the estimate; it is an ordered pair of correlations,
+    # drawn with the job's seed, and the one a fresh computation with that seed gives.
+    lo, hi = m["spearman"]["ci95"]
+    assert -1.0 <= lo < hi <= 1.0 and m["spearman"]["undefined"] == 0
+    again = run_eval(c, POINTS, tmp_path / "ev", backend=ScriptedBackend(respond), progress=False, bootstrap=100)
+    assert again.judges["factual_consistency"]["spearman"] == m["spearman"]
+    assert report.bootstrap.reps == 100 and report.bootstrap.seed == c.sampling.seed
     assert "partial" in m["subsets"]["category"]
 
 
@@ -268,12 +317,15 @@ def test_pointwise_eval_with_a_scripted_judge(tmp_path):
 @pytest.mark.vllm
 def test_eval_on_the_bundled_model_pairwise(vllm_backend, tmp_path):
     report = run_eval(pair_cfg(tmp_path), PAIRS, tmp_path / "ev", backend=vllm_backend, progress=False, bootstrap=200)
-    m = report["judges"]["instruction_following"]
+    m = report.judges["instruction_following"]
     assert m["n"] == 38 and m["scored"] == 38
     assert sum(map(sum, m["confusion"]["matrix"])) == 38
-    for key in ("accuracy", "accuracy_no_ties", "kappa"):
-        v, (lo, hi) = m[key]["value"], m[key]["ci95"]
-        assert lo <= v <= hi
+    for key in ("accuracy", "accuracy_no_ties"):
+        # Defined on every resample of 38 scored pairs; a percentile interval need not contain the
+        # estimate, but it is an ordered pair of accuracies.
+        lo, hi = m[key]["ci95"]
+        assert 0.0 <= lo <= hi <= 1.0 and m[key]["undefined"] == 0 and 0.0 <= m[key]["value"] <= 1.0
+    assert m["kappa"]["value"] is not None and -1.0 <= m["kappa"]["value"] <= 1.0
     assert 0.0 <= m["swap_consistency"] <= 1.0 and m["n_both_orders"] == 38
     assert m["position"]["n_pairs_both_orders"] == 38
     rows = [json.loads(line) for line in PAIRS.read_text().splitlines()]
@@ -286,9 +338,14 @@ def test_eval_on_the_bundled_model_pairwise(vllm_backend, tmp_path):
 def test_eval_on_the_bundled_model_reference_guided(vllm_backend, tmp_path):
     c = JobConfig(data=POINTS, output=tmp_path / "o.jsonl", rubrics=["factual_consistency"])
     report = run_eval(c, POINTS, tmp_path / "ev", backend=vllm_backend, progress=False, bootstrap=200)
-    m = report["judges"]["factual_consistency"]
+    m = report.judges["factual_consistency"]
     assert m["n"] == 40 and m["scored"] == 40
-    assert all(not math.isnan(m[k]["value"]) for k in ("spearman", "kendall", "mae") if m[k]["value"] is not None)
+    # Expected-value scores of 40 items vary: every correlation is defined, and the report file is
+    # strict JSON (an undefined statistic would be null there, never NaN).
+    for k in ("spearman", "kendall", "pearson"):
+        assert isinstance(m[k]["value"], float) and -1.0 <= m[k]["value"] <= 1.0, (k, m[k])
+    assert isinstance(m["mae"]["value"], float) and 0.0 <= m["mae"]["value"] <= 4.0
+    strict_json(tmp_path / "ev" / "report.json")
     judgments = [json.loads(line) for line in (tmp_path / "ev" / "judgments.jsonl").read_text().splitlines()]
     assert all(j["kind"] == "reference" and j["extra"]["method"] == "logprob" for j in judgments)
     assert all(set(j["extra"]["expected"]) == {"consistency", "completeness"} for j in judgments)
@@ -306,8 +363,9 @@ def test_the_eval_command_on_the_bundled_model(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "accuracy (3-way, ties included)" in result.output and "swap consistency" in result.output
-    report = json.loads((out / "report.json").read_text())
+    report = strict_json(out / "report.json")
     assert report["judges"]["instruction_following"]["n"] == 4
+    assert all("undefined" in report["judges"]["instruction_following"][k] for k in ("accuracy", "kappa"))
     assert (tmp_path / "cal.yaml").exists() and "calibrated tie band" in result.output
     bad = CliRunner().invoke(main, ["eval", "--data", str(tmp_path / "missing.jsonl"), "--backend", "hf"])
     assert bad.exit_code == 2 and "dataset not found" in bad.output

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
@@ -12,8 +11,9 @@ import pytest
 from judge.core._errors import ConfigError
 from judge.backends import ScriptedBackend
 from judge.core._config import JobConfig
-from judge.eval._eval import run_eval
+from judge.eval import run_eval
 from judge.analysis._jury import JuryVerdict, aggregate, jury_alpha, member_config, member_outputs, run_jury
+from judge.core._labels import judge_winner
 from verdict_helpers import first_token
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -96,9 +96,9 @@ def oracle(flip: bool = False) -> ScriptedBackend:
         a, b = s["response A"], s["response B"]
         label = t.get((a, b))
         if label is not None:
-            said = {"a": "A", "b": "B", "tie": "tie"}[label]
-        else:
-            said = {"a": "B", "b": "A", "tie": "tie"}[t[(b, a)]]
+            said = judge_winner(label)
+        else:  # shown swapped: the item's a is the judge's B
+            said = {"A": "B", "B": "A", "tie": "tie"}[judge_winner(t[(b, a)])]
         if flip and said != "tie":
             said = "B" if said == "A" else "A"
         return first_token({said: 0.8, **{k: 0.1 for k in ("A", "B", "tie") if k != said}})
@@ -163,10 +163,10 @@ def test_eval_calibrates_jury_weights_and_the_weighted_jury_recovers(tmp_path):
         jury_cfg(tmp_path), PAIRS, tmp_path / "ev", backends=backends, progress=False, bootstrap=0,
         calibrate_=True, save_path=saved,
     )
-    members = report["members"]
+    members = report.members
     assert members["good"]["accuracy"]["value"] == 1.0
     assert members["contrarian"]["accuracy_no_ties"]["value"] == 0.0
-    w = report["calibration"]["jury_weights"]
+    w = report.calibration["jury_weights"]
     assert w["good"] > 0 and w["biased"] == 0.0 and w["contrarian"] == 0.0
     # The saved config aggregates by weight; judged again with it, the jury is as good as its best member.
     from judge.core._config import load_job_config
@@ -174,8 +174,13 @@ def test_eval_calibrates_jury_weights_and_the_weighted_jury_recovers(tmp_path):
     cfg = load_job_config(saved, {"data": str(PAIRS), "output": str(tmp_path / "x.jsonl")})
     assert cfg.jury.aggregate == "weighted" and {m.name: m.weight for m in cfg.jury.members} == w
     again = run_eval(cfg, PAIRS, tmp_path / "ev2", backends=backends, progress=False, bootstrap=0)
-    assert again["judges"]["jury"]["accuracy"]["value"] == 1.0
-    assert "alpha" in again["jury"]
+    assert again.judges["jury"]["accuracy"]["value"] == 1.0
+    assert again.jury is not None and again.jury.alpha["items"] == 38
+
+
+def never_loaded():
+    """A backend factory that fails the test if anything asks it for its model."""
+    pytest.fail("a backend was created before the jury config was checked")
 
 
 def test_jury_configs_are_checked_before_any_model_loads(tmp_path):
@@ -183,8 +188,15 @@ def test_jury_configs_are_checked_before_any_model_loads(tmp_path):
         data=PAIRS, output=tmp_path / "j.jsonl", rubrics=["instruction_following"],
         jury={"members": [{"name": "a"}, {"name": "b", "rubric": "helpfulness"}]},
     )
+    # Factories, not loaded backends: creating one is loading a model, and must not happen.
     with pytest.raises(ConfigError, match="all judge pairs or all score responses"):
-        run_jury(mixed, backends={"a": first_shown(), "b": first_shown()}, progress=False)
+        run_jury(mixed, backends={"a": never_loaded, "b": never_loaded}, progress=False)
+    # Members left to the configured backend: a model path that does not exist would fail with a
+    # different error if anything tried to load it first.
+    unloadable = mixed.model_copy(update={"judge": mixed.judge.model_copy(update={"model": str(tmp_path / "no-model")})})
+    with pytest.raises(ConfigError, match="all judge pairs or all score responses"):
+        run_jury(unloadable, progress=False)
+    assert not (tmp_path / "j.jsonl").exists() and not list(tmp_path.glob("j.*"))
     two = JobConfig(
         data=PAIRS, output=tmp_path / "j.jsonl", rubrics=["instruction_following", "helpfulness"],
         jury={"members": [{"name": "a"}, {"name": "b"}]},
@@ -228,7 +240,18 @@ def test_a_jury_of_rubric_variants_on_the_bundled_model(vllm_backend, tmp_path):
         vals = [x for x in v["values"].values() if x is not None]
         assert v["value"] == pytest.approx(sum(vals) / len(vals), abs=1e-5)
         assert 0.0 <= v["value"] <= 1.0
+    # Alpha between members, recomputed with the reference package from the members' own values.
+    import krippendorff
+    import numpy as np
+
+    members = sorted(verdicts[0]["values"])
+    matrix = np.array(
+        [[np.nan if v["values"][m] is None else v["values"][m] for v in sorted(verdicts, key=lambda v: v["item_id"])]
+         for m in members],
+        dtype=float,
+    )
     alpha = summary.alpha
-    assert set(alpha) >= {"interval_scores", "ordinal_scores"}
-    for k in ("interval_scores", "ordinal_scores"):
-        assert alpha[k] is None or -1.0 <= alpha[k] <= 1.0 or math.isnan(alpha[k])
+    assert alpha["members"] == members and alpha["items"] == 4
+    for key, level in (("interval_scores", "interval"), ("ordinal_scores", "ordinal")):
+        expected = krippendorff.alpha(reliability_data=matrix, level_of_measurement=level)
+        assert alpha[key] is not None and alpha[key] == pytest.approx(expected, abs=1e-4), (key, alpha, matrix)

@@ -20,6 +20,7 @@ from judge.analysis._jury import (
     run_jury,
 )
 from judge.analysis._metrics import (
+    BootstrapCI,
     accuracy,
     bootstrap_ci,
     cohen_kappa,
@@ -43,6 +44,7 @@ from judge.analysis._verdicts import (
 
 __all__ = [
     "BiasStats",
+    "BootstrapCI",
     "JurySummary",
     "JuryVerdict",
     "PairVerdict",

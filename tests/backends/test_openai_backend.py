@@ -262,6 +262,17 @@ def test_transient_failures_are_retried_and_a_dead_server_is_a_clear_error(serve
         backend.generate([prompt], SamplingParams(max_tokens=4000))  # > the server's max_model_len
 
 
+#: Largest |logprob(http) - logprob(local)| accepted for one token, in nats. Both sides run the
+#: same bf16 weights and kernels from the same cache state (see the test), but not in the same
+#: batch: the server schedules concurrent HTTP requests as they arrive, the local engine gets them
+#: as one list, and batch composition moves bf16 logits. At the logit magnitudes of these prompts
+#: (16-32) one bf16 step is 0.125, so one step of a logit moves its logprob by up to 0.125 plus the
+#: normaliser's share; the difference measured on a fresh machine, before both caches were warmed,
+#: was 0.1019, one step. Warmed, the same prompts measured 0.0000 here; two steps are allowed for
+#: the batching, and a verdict-changing disagreement is several nats.
+HTTP_TOL = 0.25
+
+
 def test_same_greedy_tokens_as_the_local_vllm_engine(backend, vllm_backend, tmp_path):
     json_cfg = _job(tmp_path, ITEMS, "helpfulness", "json")
     requests = [build_requests(HELP, item, json_cfg, "judge")[0] for item in ITEMS]
@@ -278,17 +289,32 @@ def test_same_greedy_tokens_as_the_local_vllm_engine(backend, vllm_backend, tmp_
                     Message(role="assistant", content="one, two, three,")])  # fmt: skip
     params.append(SamplingParams(max_tokens=6, logprobs=5))
 
+    # The same cache state on both sides: the server may already hold these prompts in its prefix
+    # cache (other tests sent them) while the local engine would prefill them fresh, and a cached
+    # prefix is computed in other kernel shapes than a fresh one. One warm-up pass each puts every
+    # full block of every prompt in both caches; the compared pass is then a cache hit on both.
+    backend.generate(prompts, params)
+    vllm_backend.generate(prompts, params)
     remote = backend.generate(prompts, params)
     local = vllm_backend.generate(prompts, params)
+    worst = 0.0
     for i, (r, loc) in enumerate(zip(remote, local)):
         side_by_side = f"prompt {i}\n  http : {r.text!r} {r.tokens[0].top}\n  local: {loc.text!r} {loc.tokens[0].top}"
         assert r.prompt_tokens == loc.prompt_tokens, side_by_side  # the same rendered prompt
-        assert r.tokens[0].token == loc.tokens[0].token, side_by_side
-        # Both bf16; batch composition may move logprobs slightly.
-        assert abs(r.tokens[0].logprob - loc.tokens[0].logprob) < 0.1, side_by_side
+        rt, lt = r.tokens[0], loc.tokens[0]
+        if rt.token != lt.token:
+            # Only a near-tie may flip under bf16 rounding: each side's pick is within HTTP_TOL of
+            # its own top token in the other side's distribution.
+            assert rt.token in lt.top and lt.top[rt.token] >= lt.logprob - HTTP_TOL, side_by_side
+            assert lt.token in rt.top and rt.top[lt.token] >= rt.logprob - HTTP_TOL, side_by_side
+        else:
+            worst = max(worst, abs(rt.logprob - lt.logprob))
+            assert abs(rt.logprob - lt.logprob) <= HTTP_TOL, side_by_side
         if params[i].choices:  # the distribution the logprob method scores from
             for choice in params[i].choices:
-                p_http = math.exp(r.tokens[0].top.get(choice, -math.inf))
-                p_local = math.exp(loc.tokens[0].top.get(choice, -math.inf))
-                assert abs(p_http - p_local) < 0.05, (choice, side_by_side)
+                lp_http, lp_local = rt.top.get(choice, -math.inf), lt.top.get(choice, -math.inf)
+                if max(lp_http, lp_local) >= math.log(0.05):  # a choice that carries weight
+                    worst = max(worst, abs(lp_http - lp_local))
+                    assert abs(lp_http - lp_local) <= HTTP_TOL, (choice, side_by_side)
+    print(f"\nlargest http-vs-local logprob difference: {worst:.4f} nats (tolerance {HTTP_TOL})")
     assert not remote[-1].text.startswith("one"), remote[-1].text  # continued, not restarted
