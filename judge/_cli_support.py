@@ -104,21 +104,21 @@ def switch_backend(current: str, options: dict[str, Any], new: str) -> tuple[dic
     Raises:
         ConfigError: ``new`` is not a registered backend.
     """
-    from judge.backends._base import check_backend
+    import inspect
+
+    from judge.backends._base import _REGISTRY, backend_names
     from judge.core._errors import ConfigError
 
     if new == current:
         return dict(options), []
-    check_backend(new, {})  # an unknown backend is reported as such, not as its options
-    kept: dict[str, Any] = {}
-    dropped: list[str] = []
-    for key, value in options.items():
-        try:
-            check_backend(new, {key: value})
-        except ConfigError:
-            dropped.append(key)
-        else:
-            kept[key] = value
+    names = backend_names()  # registers the built-in backends
+    if new not in names:
+        raise ConfigError(f"unknown backend {new!r}; available: {', '.join(names)}")
+    # The same rule create_backend applies: a factory's named parameters, or anything with **kwargs.
+    params = inspect.signature(_REGISTRY[new]).parameters
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    kept = {k: v for k, v in options.items() if takes_any or (k in params and k != "self")}
+    dropped = [k for k in options if k not in kept]
     return kept, sorted(dropped)
 
 
