@@ -9,7 +9,7 @@ from cluster._pool import JudgePool
 from cluster._runtime import connect
 from judge.core._errors import DataError
 from judge.core._config import JobConfig
-from judge.runner._engine import BatchResult, JobSummary
+from judge.runner import BatchResult, JobSummary
 from judge.core._records import JudgeRequest
 
 __all__ = ["run_cluster_job"]

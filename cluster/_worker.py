@@ -88,9 +88,16 @@ class JudgeWorker:
         }
 
     def generate(self, prompts: list[Prompt], params: list[SamplingParams]) -> tuple[list[Completion], float]:
-        """Complete one batch; returns the completions and the seconds the backend took."""
+        """Complete one batch; returns the completions and the seconds the backend took.
+
+        A request the backend fails on comes back as a failed completion (``error_kind: backend``):
+        the batch's other requests are kept, and the driver writes the failure without retrying
+        the batch elsewhere (it would fail there too).
+        """
+        from judge.backends import generate_each
+
         t0 = time.perf_counter()
-        completions = self.backend.generate(prompts, params)
+        completions = generate_each(self.backend, prompts, params)
         return completions, time.perf_counter() - t0
 
     def close(self) -> None:

@@ -19,15 +19,18 @@ from judge.analysis import length_bias, position_bias, self_preference
 from judge.core import (
     JobConfig,
     JudgeConfig,
+    JudgeSpec,
     JuryConfig,
     JuryMember,
     SamplingConfig,
     ScoringConfig,
     load_job_config,
+    load_judge_spec,
 )
 from judge.runner import JobSummary, run_job
 from judge.eval import EvalReport, eval_table, fit_jury_weights, fit_tie_threshold, read_labelled, run_eval
-from judge.analysis import JurySummary, JuryVerdict, aggregate, jury_alpha, run_jury
+from judge.analysis import JurySummary, JuryVerdict, aggregate, jury_alpha
+from judge.runner import run_jury
 from judge.analysis import (
     accuracy,
     bootstrap_ci,
@@ -39,9 +42,10 @@ from judge.analysis import (
     spearman,
 )
 from judge.eval import Attack, apply_attack, injection_report, load_attacks
-from judge.scoring import ScorePlan, read_logprobs, score_plan
+from judge.scoring import Judge, ScorePlan, read_logprobs, score_plan
 from judge.analysis import PairVerdict, combine_orders, pair_verdicts, read_pair_verdicts
 from judge.core import Item, JudgeInfo, JudgeRequest, Judgment, Message, RubricRef, SamplingParams
+from judge.core._records import JudgeTrace
 from judge.inputs import Criterion, FewShotExample, Rubric, list_rubrics, load_rubric, resolve_rubric
 
 __version__ = "0.1.0"
@@ -58,7 +62,10 @@ __all__ = [
     "Item",
     "JobConfig",
     "JobSummary",
+    "Judge",
     "JudgeConfig",
+    "JudgeSpec",
+    "JudgeTrace",
     "JudgeInfo",
     "JudgeRequest",
     "JudgeloopError",
@@ -95,6 +102,7 @@ __all__ = [
     "list_rubrics",
     "load_attacks",
     "load_job_config",
+    "load_judge_spec",
     "load_rubric",
     "pair_verdicts",
     "pearson",

@@ -180,7 +180,7 @@ def test_deleted_output_is_rebuilt_from_the_cache_without_a_judge(tmp_path, mode
     after = {json.loads(line)["key"]: line for line in cfg.output.read_text().splitlines()}
     assert after == before
     assert again.cached == first.new_judgments == 12 and again.new_judgments == 0
-    assert again.judge["backend"] == "scripted"
+    assert again.judge.backend == "scripted"
 
 
 def test_a_shared_cache_serves_another_job(tmp_path):

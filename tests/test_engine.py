@@ -88,7 +88,7 @@ def test_bad_rows_go_to_rejects_with_line_numbers_and_the_job_goes_on(tmp_path):
                 '["not", "an", "object"]',
                 '{"id": "no-response", "prompt": "p"}',
                 '{"id": "no-prompt", "response": "r"}',
-                '{"id": "typo", "prompt": "p", "response": "r", "respnse": "x"}',
+                '{"id": "typo", "prompt": "p", "respnse": "x", "source": "web"}',
                 '{"id": [7], "prompt": "p", "response": "r"}',
                 '{"id": 7, "prompt": "p3", "response": "r3"}',
                 "",
@@ -108,7 +108,11 @@ def test_bad_rows_go_to_rejects_with_line_numbers_and_the_job_goes_on(tmp_path):
     assert reasons[3] == "each line must be a JSON object, got list"
     assert "rubric 'helpfulness' (pointwise) needs field(s) ['response']" in reasons[4]
     assert reasons[5].startswith("prompt: Field required")
-    assert "respnse: Extra inputs are not permitted" in reasons[6]
+    # An extra column is kept in meta, not an error; a row lacking a field it may have misspelt says so.
+    assert reasons[6] == (
+        "rubric 'helpfulness' (pointwise) needs field(s) ['response'] "
+        "(column 'respnse' is kept in meta: is it 'response' misspelt?)"
+    )
     assert "id: Input should be a valid string" in reasons[7]
     assert rejects[2]["row"] == {"id": "no-response", "prompt": "p"}  # the row itself is kept
     assert [j.item_id for j in read_judgments(paths.output)] == ["ok-1", "7", "ok-2"]  # an integer id is text
@@ -385,7 +389,7 @@ def test_pairwise_jobs_judge_both_orders(tmp_path):
     assert len(final) == 8
     for j in final:
         assert j.winner == ("A" if j.order == "AB" else "B"), "position A in BA is the item's response_b"
-    assert summary.rubrics["instruction_following"]["winners"] == {"A": 4, "B": 4}
+    assert summary.rubrics["instruction_following"].winners == {"A": 4, "B": 4}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -445,12 +449,86 @@ def test_every_judgment_is_traceable(tmp_path):
 
 def test_judge_identity_uses_the_backends_default_dtype(tmp_path):
     """A config that leaves dtype unset names the same judge as one that spells out the default."""
-    from judge.runner._engine import judge_identity
+    from judge.backends import backend_identity
 
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}", encoding="utf-8")
     for backend in ("hf", "vllm"):
-        assert judge_identity(backend, str(model), {}) == judge_identity(backend, str(model), {"dtype": "bfloat16"})
-        assert judge_identity(backend, str(model), {}) != judge_identity(backend, str(model), {"dtype": "float32"})
-    assert judge_identity("hf", str(model), {}) != judge_identity("vllm", str(model), {})
+        assert backend_identity(backend, str(model), {}) == backend_identity(backend, str(model), {"dtype": "bfloat16"})
+        assert backend_identity(backend, str(model), {}) != backend_identity(backend, str(model), {"dtype": "float32"})
+    assert backend_identity("hf", str(model), {}) != backend_identity("vllm", str(model), {})
+
+
+# ----------------------------------------------------------------------------------------------
+# Defects found by trying the engine as a user would
+
+
+def test_a_rerun_of_a_finished_job_reports_the_whole_output_not_zeros(tmp_path):
+    data = write_items(tmp_path / "d.jsonl", 5)
+    cfg = job(tmp_path, data)
+    first = run(cfg, ScriptedBackend(verdict))
+    again = run(cfg, ScriptedBackend(verdict))
+    written = json.loads(job_paths(cfg.output).summary.read_text())
+    assert (again.judgments, again.resumed, again.new_judgments) == (5, 5, 0)
+    assert again.prompt_tokens == first.prompt_tokens > 0  # the output's tokens, not this run's
+    assert again.new_prompt_tokens == 0 and again.judge is not None and again.judge.backend == "scripted"
+    assert again.rubrics["helpfulness"].scored == 5
+    assert written["judgments"] == 5 and written["judge"]["backend"] == "scripted"
+
+
+@pytest.mark.parametrize(
+    "judge, error",
+    [
+        ({"backend": "nope"}, "unknown backend 'nope'"),
+        ({"backend": "scripted", "options": {"bogus": 1}}, r"backend 'scripted' has no option\(s\) \['bogus'\]"),
+    ],
+)
+def test_a_bad_backend_fails_before_the_data_is_read_or_a_file_is_made(tmp_path, judge, error):
+    cfg = job(tmp_path, tmp_path / "absent.jsonl", judge=judge)  # the data would fail too: later
+    with pytest.raises(ConfigError, match=error):
+        run_job(cfg, progress=False)
+    assert not (tmp_path / "out").exists()  # no .part, no cache, no rejects
+
+
+def test_the_progress_bar_counts_valid_items(tmp_path, capsys):
+    data = write_items(tmp_path / "d.jsonl", 12)
+    with data.open("a", encoding="utf-8") as fh:
+        fh.write('{"id": "x", "prompt": "no response"}\n{broken\n["list"]\n')
+    cfg = job(tmp_path, data, rubrics=["helpfulness", "honesty"])  # two requests per item
+    run_job(cfg, backend=ScriptedBackend(verdict), progress=True)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert " 12/12 " in bar and "item" in bar, bar  # 15 rows, 3 rejects, 24 requests
+
+
+def test_a_prompt_too_long_is_a_reject_and_a_backend_error_fails_only_its_request(tmp_path):
+    data = write_items(tmp_path / "d.jsonl", 6)
+    cfg = job(tmp_path, data)
+
+    def flaky(prompt, params):
+        text = prompt[-1].content
+        if "Answer 1." in text:
+            return Completion(text="", error="prompt needs 5000 tokens, the context holds 4096", error_kind="too_long")
+        if "Answer 2." in text:
+            raise RuntimeError("engine exploded on this prompt")  # the whole batch raises
+        return verdict(prompt, params)
+
+    summary = run_job(cfg, backend=ScriptedBackend(flaky), progress=False)
+    assert (summary.skipped, summary.failed, summary.judgments) == (1, 1, 5)
+    rejects = [json.loads(x) for x in job_paths(cfg.output).rejects.read_text().splitlines()]
+    assert rejects == [{"item_id": "item-1", "key": rejects[0]["key"],
+                        "error": "too long for the model: prompt needs 5000 tokens, the context holds 4096"}]
+    by_id = {j.item_id: j for j in read_judgments(cfg.output)}
+    assert "item-1" not in by_id
+    failed = by_id["item-2"]
+    assert failed.status == "unscored" and "engine exploded on this prompt" in failed.error
+    assert failed.error.startswith("backend error: RuntimeError")
+    assert all(by_id[i].status == "scored" for i in ("item-0", "item-3", "item-4", "item-5"))  # its batch-mates
+
+    # The failure is not cached: the rerun retries it (and only it), and its line is replaced.
+    healed = ScriptedBackend(verdict)
+    again = run_job(cfg, backend=healed, progress=False)
+    assert len(healed.calls) == 2  # item-2 again, and item-1 (a reject is no judgment: asked again)
+    by_id = {j.item_id: j for j in read_judgments(cfg.output)}
+    assert [j.item_id for j in read_judgments(cfg.output)].count("item-2") == 1
+    assert by_id["item-2"].status == "scored" and again.failed == 0 and again.judgments == 6

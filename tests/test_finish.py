@@ -112,18 +112,18 @@ def test_streamed_end_step_equals_the_in_memory_computation(tmp_path, policy):
     got = read_pair_verdicts(verdicts_path(cfg.output))
     assert n == len(got) == 40
     assert [v.model_dump() for v in got] == [v.model_dump() for v in want_verdicts]
-    assert {r: summary.rubrics[r]["bias"] for r in RUBRICS} == want_bias
+    assert {r: summary.rubrics[r].bias for r in RUBRICS} == want_bias
     # The pointwise diagnostics have data to disagree on.
     assert want_bias["helpfulness"]["length"]["n_scores"] == 40
     assert want_bias["helpfulness"]["self_preference"]["n"] > 0
     assert want_bias["instruction_following"]["length"]["n_pairs"] > 0
     assert summary.judgments == 40 + 80 + 1
-    pairs = summary.rubrics["instruction_following"]["pairs"]
+    pairs = summary.rubrics["instruction_following"].pairs.model_dump()
     assert pairs["winners"] == {
         k: sum(1 for v in want_verdicts if (v.winner or "unscored") == k)
         for k in {v.winner or "unscored" for v in want_verdicts}
     }
-    crit = summary.rubrics["helpfulness"]["criteria"]["helpfulness"]
+    crit = summary.rubrics["helpfulness"].criteria["helpfulness"].model_dump()
     scores = [j.scores["helpfulness"] for j in read_judgments(cfg.output) if j.kind == "pointwise"]
     assert crit == {"mean": round(sum(scores) / len(scores), 4), "n": 40}
     assert not list(cfg.output.parent.glob("*.finish.sqlite*"))  # the scratch file is gone

@@ -12,7 +12,8 @@ from judge.core._errors import ConfigError
 from judge.backends import ScriptedBackend
 from judge.core._config import JobConfig
 from judge.eval import run_eval
-from judge.analysis._jury import JuryVerdict, aggregate, jury_alpha, member_config, member_outputs, run_jury
+from judge.analysis._jury import JuryVerdict, aggregate, jury_alpha, member_config, member_outputs
+from judge.runner import run_jury
 from judge.core._labels import judge_winner
 from verdict_helpers import first_token
 
@@ -154,6 +155,23 @@ def test_a_jury_job_writes_members_and_aggregate(tmp_path):
     assert summary.alpha["nominal_verdicts"] < 0.2  # members disagree
     assert json.loads((tmp_path / "out" / "j.jury.summary.json").read_text())["items"] == 38
     assert "Krippendorff's alpha" in summary.table()
+    # Each verdict names the judgments it came from: both orders of the pair, per member.
+    member_keys = {
+        name: {j["key"]: j["item_id"] for j in map(json.loads, (member_outputs(cfg.output) / f"{name}.jsonl").open())}
+        for name in backends
+    }
+    for v in verdicts:
+        assert set(v.keys) == set(backends)
+        for name, keys in v.keys.items():
+            assert len(keys) == 2 and all(member_keys[name][k] == v.item_id for k in keys)
+
+
+def test_a_jury_on_the_cluster_refuses_ready_backends_before_anything_runs(tmp_path):
+    cfg = jury_cfg(tmp_path).model_copy(update={"data": items_only(tmp_path)})
+    cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"enabled": True})})
+    with pytest.raises(ConfigError, match=r"cluster.enabled is true.*Ray workers"):
+        run_jury(cfg, backends={"good": oracle()}, progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_eval_calibrates_jury_weights_and_the_weighted_jury_recovers(tmp_path):

@@ -14,7 +14,9 @@ from judge.runner._engine import run_job
 from judge.inputs._prompts import output_schema
 from judge.core._records import Item, JudgeInfo
 from judge.inputs._rubric import load_rubric, resolve_rubric
-from judge.scoring._scoring import _value_starts, build_requests, judgment_from, read_logprobs, sampling_for, score_plan
+from judge.scoring import judgment_from, read_logprobs
+from judge.scoring import value_starts as _value_starts
+from scoring_helpers import BUNDLED, build, plan as score_plan, sampling as sampling_for
 from verdict_helpers import completion, first_token, pieces, tok
 
 HELP = resolve_rubric("helpfulness")
@@ -24,8 +26,9 @@ FACT = resolve_rubric("factual_consistency")
 INFO = JudgeInfo(model="scripted", model_hash="0" * 64, backend="scripted")
 
 
-def cfg(tmp_path, **kw) -> JobConfig:
-    return JobConfig(data=tmp_path / "d.jsonl", output=tmp_path / "o.jsonl", **kw)
+def cfg(tmp_path=None, scoring=None, **_) -> dict:
+    """Plain planning values: the scoring method, and the bundled judge's tokenizer by default."""
+    return {"method": (scoring or {}).get("method", "auto"), "tokenizer": BUNDLED}
 
 
 def ten_point(tmp_path, rationale=False):
@@ -48,17 +51,17 @@ def with_rationale(rubric):
 
 
 def test_plan_without_a_tokenizer_prefills_up_to_the_verdict(tmp_path):
-    plan = score_plan(HELP, cfg(tmp_path), tokenizer=None)
+    plan = score_plan(HELP, **{**cfg(tmp_path), "tokenizer": None})
     assert plan.method == "logprob" and plan.prefill == '{"helpfulness": '
     assert plan.choices == ("1", "2", "3", "4", "5") and plan.logprobs == 20
-    pair = score_plan(PAIR, cfg(tmp_path), tokenizer=None)
+    pair = score_plan(PAIR, **{**cfg(tmp_path), "tokenizer": None})
     assert pair.prefill == '{"winner": "' and pair.choices == ("A", "B", "tie")
-    no_tie = score_plan(PAIR.model_copy(update={"allow_tie": False}), cfg(tmp_path), tokenizer=None)
+    no_tie = score_plan(PAIR.model_copy(update={"allow_tie": False}), **{**cfg(tmp_path), "tokenizer": None})
     assert no_tie.choices == ("A", "B")
 
 
 def test_multi_criterion_plans_constrain_every_value(tmp_path):
-    plan = score_plan(FACT, cfg(tmp_path), tokenizer=None)
+    plan = score_plan(FACT, **{**cfg(tmp_path), "tokenizer": None})
     assert plan.prefill == '{"consistency": '
     assert len(plan.choices) == 5 * 3
     assert '4, "completeness": 2}' in plan.choices
@@ -68,35 +71,35 @@ def test_multi_criterion_plans_constrain_every_value(tmp_path):
 
 
 def test_sampling_follows_the_plan(tmp_path):
-    s = sampling_for(HELP, cfg(tmp_path))
+    s = sampling_for(HELP, **cfg(tmp_path))
     assert s.choices == ["1", "2", "3", "4", "5"] and s.json_schema is None and s.logprobs == 20
-    j = sampling_for(HELP, cfg(tmp_path, scoring={"method": "json"}))
+    j = sampling_for(HELP, **cfg(tmp_path, scoring={"method": "json"}))
     assert j.json_schema == output_schema(HELP) and j.choices is None and j.logprobs is None
 
 
 def test_a_scale_whose_levels_share_a_first_token_falls_back_to_json(tmp_path):
     ten = ten_point(tmp_path)  # "1" and "10" start alike: the first token cannot tell them apart
-    plan = score_plan(ten, cfg(tmp_path), tokenizer=None)
+    plan = score_plan(ten, **{**cfg(tmp_path), "tokenizer": None})
     assert plan.method == "json" and "token of its own" in plan.reason
     with pytest.raises(ConfigError, match="scoring.method logprob cannot read rubric 'ten'"):
-        score_plan(ten, cfg(tmp_path, scoring={"method": "logprob"}), tokenizer=None)
+        score_plan(ten, **{**cfg(tmp_path, scoring={"method": "logprob"}), "tokenizer": None})
 
 
 def test_rationale_first_plans_use_the_schema_and_logprobs(tmp_path):
-    plan = score_plan(with_rationale(HELP), cfg(tmp_path), tokenizer=None)
+    plan = score_plan(with_rationale(HELP), **{**cfg(tmp_path), "tokenizer": None})
     assert plan.method == "logprob" and plan.prefill is None and plan.choices is None and plan.logprobs == 20
-    s = sampling_for(with_rationale(HELP), cfg(tmp_path))
+    s = sampling_for(with_rationale(HELP), **cfg(tmp_path))
     assert list(s.json_schema["properties"]) == ["rationale", "helpfulness"]  # rationale first
 
 
 @pytest.mark.model
 def test_plans_for_the_bundled_tokenizer(tmp_path):
     c = cfg(tmp_path)  # judge.model: bundled, whose tokenizer splits digits and keeps ' ' apart
-    help_plan = score_plan(HELP, c)
+    help_plan = score_plan(HELP, **c)
     assert help_plan.prefill == '{"helpfulness": ' and help_plan.max_tokens == 1
-    pair_plan = score_plan(PAIR, c)
+    pair_plan = score_plan(PAIR, **c)
     assert pair_plan.prefill == '{"winner": "' and pair_plan.max_tokens == 1
-    assert score_plan(ten_point(tmp_path), c).method == "json"
+    assert score_plan(ten_point(tmp_path), **c).method == "json"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -114,7 +117,7 @@ def test_value_starts_ignores_keys_quoted_inside_strings():
 
 def judged(rubric, comp, c, order=None):
     item = Item(id="i", prompt="q", response="r", response_a="x", response_b="y", reference="ref")
-    reqs = {r.order: r for r in build_requests(rubric, item, c, "judge")}
+    reqs = {r.order: r for r in build(rubric, item, "judge", **c)}
     return judgment_from(reqs[order], rubric, comp, INFO, 0.1)
 
 
@@ -230,7 +233,7 @@ def test_logprob_scoring_on_the_bundled_model(vllm_backend, demo_items, tmp_path
         assert 1.0 <= j["extra"]["expected"]["helpfulness"] <= 5.0
         assert j["scores"]["helpfulness"] == int(j["raw_output"])  # the generated token is a level
         assert 0.0 <= j["extra"]["confidence"]["helpfulness"] <= 1.0
-    assert summary.rubrics["helpfulness"]["expected"]["helpfulness"]["n"] == 4
+    assert summary.rubrics["helpfulness"].expected["helpfulness"].n == 4
 
 
 @pytest.mark.model

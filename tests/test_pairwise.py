@@ -12,7 +12,7 @@ from judge.backends import ScriptedBackend
 from judge.core._config import JobConfig
 from judge.runner._engine import run_job
 from judge.core._records import Judgment, JudgeInfo, RubricRef, SamplingParams
-from judge.scoring._scoring import order_for
+from judge.scoring import order_for
 from judge.analysis._verdicts import combine_orders, pair_verdicts, read_pair_verdicts, verdicts_path
 from verdict_helpers import first_token
 
@@ -183,7 +183,7 @@ def test_both_orders_are_judged_and_written_beside_the_judgments(tmp_path):
     assert all(v.consistent for v in vs.values())
     assert vs["arith"].p_a == pytest.approx({"AB": 0.925, "BA": 0.925})  # P(A) + half of P(tie)
     assert not list((tmp_path / "out").glob("*.tmp*"))  # written by rename
-    pairs = summary.rubrics["instruction_following"]["pairs"]
+    pairs = summary.rubrics["instruction_following"].pairs.model_dump()
     assert pairs["n"] == 3 and pairs["winners"] == {"A": 1, "B": 1, "tie": 1}
     assert "pairs 3 (strict)" in summary.table()
 
@@ -192,7 +192,7 @@ def test_a_position_biased_judge_is_caught(tmp_path):
     summary = run_job(job(tmp_path), backend=first_shown_judge(), progress=False)
     vs = read_pair_verdicts(verdicts_path(tmp_path / "out" / "j.jsonl"))
     assert {v.winner for v in vs} == {"inconsistent"}  # strict never turns a flip into a win
-    pos = summary.rubrics["instruction_following"]["bias"]["position"]
+    pos = summary.rubrics["instruction_following"].bias["position"]
     assert pos["first_shown_win_rate"] == 1.0 and pos["n_verdicts"] == 6
     assert pos["swap_inconsistency_rate"] == 1.0 and pos["mean_p_first_shown"] == pytest.approx(0.825)
     assert "first shown wins 100.0% of 6" in summary.table()
@@ -211,7 +211,7 @@ def test_length_bias_counts_wins_of_the_longer_response(tmp_path):
         return first_token({"A": 0.9, "B": 0.1} if len(t["response A"]) > len(t["response B"]) else {"A": 0.1, "B": 0.9})
 
     summary = run_job(job(tmp_path), backend=ScriptedBackend(longer), progress=False)
-    length = summary.rubrics["instruction_following"]["bias"]["length"]
+    length = summary.rubrics["instruction_following"].bias["length"]
     assert length == {"n_pairs": 2, "longer_win_rate": 1.0}  # "10." and "10!" are the same length
 
 
@@ -227,7 +227,7 @@ def test_self_preference_when_the_judge_wrote_a_response(tmp_path):
         lambda prompt, params: first_token({"A": 0.9, "B": 0.1} if "mine" in shown(prompt)["response A"] else {"A": 0.1, "B": 0.9})
     )
     summary = run_job(c, backend=pick_mine, progress=False)
-    selfp = summary.rubrics["instruction_following"]["bias"]["self_preference"]
+    selfp = summary.rubrics["instruction_following"].bias["self_preference"]
     assert selfp == {"n": 4, "own_win_rate": 1.0}
     assert "own responses win 100.0% of 4 pairs" in summary.table()
 
@@ -296,7 +296,7 @@ def test_both_orders_on_the_bundled_model(vllm_backend, tmp_path):
         j = json.loads(line)
         probs = j["extra"]["probs"]
         assert j["extra"]["p_a"] == pytest.approx(probs["A"] + 0.5 * probs.get("tie", 0.0), abs=1e-5)
-    bias = summary.rubrics["instruction_following"]["bias"]
+    bias = summary.rubrics["instruction_following"].bias
     assert bias["position"]["n_pairs_both_orders"] == 3 and 0.0 <= bias["position"]["mean_p_first_shown"] <= 1.0
     decided = sum(1 for v in vs if v.winner in ("A", "B", "tie"))
     assert bias["self_preference"]["n"] == decided

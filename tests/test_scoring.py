@@ -6,30 +6,17 @@ import pydantic
 import pytest
 
 from judge.backends import Completion
-from judge.core._config import JobConfig
 from judge.inputs._prompts import output_schema, prompt_hash, render_messages
 from judge.core._records import Item, JudgeInfo, Judgment, RubricRef, SamplingParams
 from judge.inputs._rubric import resolve_rubric
-from judge.scoring._scoring import (
-    build_requests,
-    extract_json_object,
-    item_fits,
-    judgment_from,
-    parse_verdict,
-    request_key,
-    sampling_for,
-)
+from judge.scoring import extract_json_object, item_fits, judgment_from, parse_verdict, request_key
+from scoring_helpers import build, sampling
 
 HONESTY = resolve_rubric("honesty")  # truthfulness, calibration, transparency: 1-5
 HELP = resolve_rubric("helpfulness")
 PAIR = resolve_rubric("instruction_following")
 FACT = resolve_rubric("factual_consistency")  # consistency 1-5, completeness 1-3
 INFO = JudgeInfo(model="scripted", model_hash="0" * 64, backend="scripted")
-
-
-def cfg(tmp_path, **kw) -> JobConfig:
-    kw.setdefault("scoring", {"method": "json"})  # verdicts written as JSON objects
-    return JobConfig(data=tmp_path / "d.jsonl", output=tmp_path / "o.jsonl", **kw)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -177,7 +164,7 @@ def completion(text: str, finish: str = "stop") -> Completion:
 
 def test_garbage_output_becomes_an_unscored_judgment_with_the_raw_text(tmp_path):
     item = Item(id="i1", prompt="q", response="r")
-    (req,) = build_requests(HELP, item, cfg(tmp_path), "judge-id")
+    (req,) = build(HELP, item, "judge-id")
     raw = "I would rate this response quite highly, maybe four or five."
     j = judgment_from(req, HELP, completion(raw), INFO, 0.25)
     assert j.status == "unscored"
@@ -189,7 +176,7 @@ def test_garbage_output_becomes_an_unscored_judgment_with_the_raw_text(tmp_path)
 
 def test_truncated_output_says_so(tmp_path):
     item = Item(id="i1", prompt="q", response="r")
-    (req,) = build_requests(HELP, item, cfg(tmp_path), "judge-id")
+    (req,) = build(HELP, item, "judge-id")
     j = judgment_from(req, HELP, completion('{"helpful', finish="length"), INFO, 0.1)
     assert j.status == "unscored" and "output truncated at max_tokens" in j.error
     # A complete verdict that happens to end at the limit is still a verdict.
@@ -199,8 +186,7 @@ def test_truncated_output_says_so(tmp_path):
 
 def test_scored_judgment_carries_the_whole_trace(tmp_path):
     item = Item(id="i1", prompt="q", response="r", reference="ref")
-    c = cfg(tmp_path, rubrics=["factual_consistency"])
-    (req,) = build_requests(FACT, item, c, "judge-id")
+    (req,) = build(FACT, item, "judge-id")
     j = judgment_from(req, FACT, completion('{"consistency": 4, "completeness": 3}'), INFO, 0.5)
     assert j.status == "scored" and j.error is None
     assert j.scores == {"consistency": 4, "completeness": 3}
@@ -219,14 +205,14 @@ def test_scored_judgment_carries_the_whole_trace(tmp_path):
 )
 def test_pairwise_verdicts_are_reported_in_item_terms(tmp_path, order, said, means):
     item = Item(id="p", prompt="q", response_a="first", response_b="second")
-    reqs = {r.order: r for r in build_requests(PAIR, item, cfg(tmp_path), "judge-id")}
+    reqs = {r.order: r for r in build(PAIR, item, "judge-id")}
     j = judgment_from(reqs[order], PAIR, completion(f'{{"winner": "{said}"}}'), INFO, 0.1)
     assert j.order == order and j.winner == means and j.status == "scored"
 
 
 def test_a_failed_pairwise_verdict_never_turns_into_a_winner(tmp_path):
     item = Item(id="p", prompt="q", response_a="first", response_b="second")
-    for req in build_requests(PAIR, item, cfg(tmp_path), "judge-id"):
+    for req in build(PAIR, item, "judge-id"):
         j = judgment_from(req, PAIR, completion('{"winner": "neither"}'), INFO, 0.1)
         assert j.status == "unscored" and j.winner is None
 
@@ -237,33 +223,30 @@ def test_a_failed_pairwise_verdict_never_turns_into_a_winner(tmp_path):
 
 def test_pairwise_requests_in_both_orders_or_one(tmp_path):
     item = Item(id="p", prompt="q", response_a="first", response_b="second")
-    both = build_requests(PAIR, item, cfg(tmp_path), "judge-id")
+    both = build(PAIR, item, "judge-id")
     assert [r.order for r in both] == ["AB", "BA"]
     assert both[0].key != both[1].key and both[0].prompt_hash != both[1].prompt_hash
-    one = build_requests(PAIR, item, cfg(tmp_path, pairwise_orders="AB"), "judge-id")
+    one = build(PAIR, item, "judge-id", orders="AB")
     assert [r.order for r in one] == ["AB"] and one[0].key == both[0].key
-    (single,) = build_requests(HELP, Item(id="i", prompt="q", response="r"), cfg(tmp_path), "judge-id")
+    (single,) = build(HELP, Item(id="i", prompt="q", response="r"), "judge-id")
     assert single.order is None and single.kind == "pointwise"
 
 
 def test_request_key_is_a_content_address(tmp_path):
     item = Item(id="i", prompt="q", response="r")
-    (a,) = build_requests(HELP, item, cfg(tmp_path), "judge-1")
-    (b,) = build_requests(HELP, item, cfg(tmp_path), "judge-1")
+    (a,) = build(HELP, item, "judge-1")
+    (b,) = build(HELP, item, "judge-1")
     assert a.key == b.key == request_key(HELP, "judge-1", a.sampling, a.prompt_hash)
-    (other_judge,) = build_requests(HELP, item, cfg(tmp_path), "judge-2")
-    (other_sampling,) = build_requests(HELP, item, cfg(tmp_path, sampling={"max_tokens": 32}), "judge-1")
-    (other_text,) = build_requests(HELP, Item(id="i", prompt="q", response="r!"), cfg(tmp_path), "judge-1")
-    (other_rubric,) = build_requests(
-        HELP.model_copy(update={"version": 2}), item, cfg(tmp_path), "judge-1"
-    )
+    (other_judge,) = build(HELP, item, "judge-2")
+    (other_sampling,) = build(HELP, item, "judge-1", max_tokens=32)
+    (other_text,) = build(HELP, Item(id="i", prompt="q", response="r!"), "judge-1")
+    (other_rubric,) = build(HELP.model_copy(update={"version": 2}), item, "judge-1")
     keys = {a.key, other_judge.key, other_sampling.key, other_text.key, other_rubric.key}
     assert len(keys) == 5
 
 
 def test_sampling_for_adds_the_rubric_schema(tmp_path):
-    c = cfg(tmp_path, sampling={"temperature": 0.0, "max_tokens": 48, "seed": 7})
-    s = sampling_for(HONESTY, c)
+    s = sampling(HONESTY, max_tokens=48, temperature=0.0, seed=7)
     assert (s.temperature, s.max_tokens, s.seed) == (0.0, 48, 7)
     assert s.json_schema == output_schema(HONESTY) and s.choices is None
 

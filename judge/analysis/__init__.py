@@ -15,9 +15,9 @@ from judge.analysis._jury import (
     JuryVerdict,
     aggregate,
     jury_alpha,
+    jury_paths,
     member_config,
     member_outputs,
-    run_jury,
 )
 from judge.analysis._metrics import (
     BootstrapCI,
@@ -59,6 +59,7 @@ __all__ = [
     "item_features",
     "iter_item_features",
     "jury_alpha",
+    "jury_paths",
     "kendall_tau",
     "krippendorff_alpha",
     "length_bias",
@@ -71,7 +72,6 @@ __all__ = [
     "rankdata",
     "read_judgments",
     "read_pair_verdicts",
-    "run_jury",
     "self_preference",
     "spearman",
     "summary_lines",

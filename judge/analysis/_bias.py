@@ -51,18 +51,18 @@ def _name(x: Any) -> str:
     return Path(str(x).rstrip("/")).name.lower()
 
 
-class _Discard:
-    """A rejects sink that keeps nothing (the job itself has written the rejects)."""
-
-    def append(self, _: Any) -> None:
-        pass
-
-
 def iter_item_features(cfg: "JobConfig", rubrics: list[Rubric]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(item id, features)`` of each valid item of the job, streamed (reads the dataset again)."""
-    from judge.runner._engine import JobSummary, iter_items
+    """``(item id, features)`` of each valid item of the job, streamed (reads the dataset again).
 
-    for item in iter_items(cfg, rubrics, _Discard(), JobSummary(output="")):  # type: ignore[arg-type]
+    Invalid rows are skipped silently: the job that judged the dataset has reported them.
+    """
+    from judge.inputs._data import iter_items
+    from judge.scoring._requests import item_fits
+
+    def check(item: Any) -> str | None:
+        return next((p for p in (item_fits(r, item) for r in rubrics) if p), None)
+
+    for item in iter_items(cfg.data, check, cfg.limit, columns=cfg.columns, scratch_dir=Path(cfg.output).parent):
         yield item.id, features_of(item.response, item.response_a, item.response_b, item.meta)
 
 

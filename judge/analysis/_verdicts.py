@@ -22,9 +22,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from judge.core._records import JudgeInfo, Judgment, RubricRef, stable_hash
+from judge.core._records import Judgment, PairVerdict, stable_hash
 
 __all__ = [
     "PairVerdict",
@@ -39,41 +37,6 @@ __all__ = [
 
 Policy = Literal["strict", "average-probability"]
 Order = Literal["AB", "BA"]
-
-
-class PairVerdict(BaseModel):
-    """The verdict on one pair by one judge and rubric, from its judgments in one or both orders."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    schema_version: int = 1
-    item_id: str
-    rubric: RubricRef
-    judge: JudgeInfo
-    policy: Policy = Field(description="How the orders were combined.")
-    tie_threshold: float | None = Field(default=None, description="average-probability: the tie band.")
-    order_seed: int = Field(description="Seed of the order assignment (single-order jobs draw one per item).")
-    orders: list[Order] = Field(description="The orders judged, as assigned.")
-    verdicts: dict[str, Literal["A", "B", "tie"] | None] = Field(
-        description="Per order, the judge's verdict in the item's terms; None when that order is unscored."
-    )
-    p_a: dict[str, float | None] = Field(
-        description="Per order, P(the item's response A wins), ties counting half; None when unscored."
-    )
-    p_a_mean: float | None = Field(default=None, description="Mean of p_a over the scored orders.")
-    p_source: Literal["logprobs", "verdicts"] | None = Field(
-        default=None, description="logprobs: read from the verdict tokens; verdicts: 1 / 0.5 / 0 from the text."
-    )
-    consistent: bool | None = Field(
-        default=None, description="Both orders scored and gave the same verdict; None with fewer than two."
-    )
-    winner: Literal["A", "B", "tie", "inconsistent"] | None = Field(
-        default=None, description="The final verdict in the item's terms; None when unscored."
-    )
-    status: Literal["scored", "unscored"]
-    error: str | None = None
-    raw_outputs: dict[str, str] = Field(default_factory=dict, description="Per order, the judge's text.")
-    judgment_keys: dict[str, str] = Field(default_factory=dict, description="Per order, the judgment's key.")
 
 
 def verdicts_path(output: str | Path) -> Path:

@@ -6,11 +6,13 @@ from judge.core._config import (
     JobConfig,
     JudgeConfig,
     JuryConfig,
+    JudgeSpec,
     JuryMember,
     SamplingConfig,
     ScoringConfig,
     label_text,
     load_job_config,
+    load_judge_spec,
 )
 from judge.core._errors import (
     BackendError,
@@ -57,5 +59,6 @@ __all__ = [
     "ScoringConfig",
     "label_text",
     "load_job_config",
+    "load_judge_spec",
     "stable_hash",
 ]

@@ -20,12 +20,14 @@ __all__ = [
     "ClusterConfig",
     "JobConfig",
     "JudgeConfig",
+    "JudgeSpec",
     "JuryConfig",
     "JuryMember",
     "SamplingConfig",
     "ScoringConfig",
     "label_text",
     "load_job_config",
+    "load_judge_spec",
 ]
 
 
@@ -160,8 +162,24 @@ class JuryConfig(_Cfg):
         return self
 
 
-class JobConfig(_Cfg):
-    """A batch judging job."""
+class JudgeSpec(_Cfg):
+    """A judge: model and backend, rubrics, scoring and sampling. No data, no output."""
+
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="Which model judges, on which backend.")
+    rubrics: list[str] = Field(
+        default_factory=lambda: ["helpfulness"], min_length=1, description="Rubric ids or paths."
+    )
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig, description="How verdicts are read.")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="Decoding settings.")
+    pairwise_orders: Literal["AB", "both", "random"] = Field(
+        default="both",
+        description="Pairwise rubrics: both (A,B) and (B,A); AB only; or one order per item drawn with "
+        "sampling.seed (recorded with each judgment).",
+    )
+
+
+class JobConfig(JudgeSpec):
+    """A batch judging job: a judge (see :class:`JudgeSpec`) plus data, output and runner settings."""
 
     data: Path = Field(
         description="Input dataset: JSONL (one item per line), a JSON array, CSV, Parquet, or a directory "
@@ -179,21 +197,10 @@ class JobConfig(_Cfg):
         "{model_a: a, model_b: b, tie: tie, 'tie (bothbad)': tie}. Values not listed must be a, b or tie.",
     )
     output: Path = Field(description="Judgments file (JSONL). Rejects and summary are written beside it.")
-    rubrics: list[str] = Field(
-        default_factory=lambda: ["helpfulness"], min_length=1, description="Rubric ids or paths."
-    )
-    judge: JudgeConfig = Field(default_factory=JudgeConfig)
-    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     batch_size: int = Field(default=64, ge=1, description="Requests sent to the backend at once.")
     limit: int | None = Field(default=None, ge=1, description="Judge only the first N valid items.")
-    pairwise_orders: Literal["AB", "both", "random"] = Field(
-        default="both",
-        description="Pairwise rubrics: both (A,B) and (B,A); AB only; or one order per item drawn with "
-        "sampling.seed (recorded with each judgment).",
-    )
-    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     jury: JuryConfig | None = Field(default=None, description="Judge with several judges and aggregate.")
-    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Where the job runs.")
     cache_dir: Path | None = Field(
         default=None,
         description="Directory of a judgment cache shared by jobs (judgments.sqlite in it). None keeps "
@@ -219,6 +226,15 @@ class JobConfig(_Cfg):
         if isinstance(v, dict):
             return {label_text(k): x for k, x in v.items()}
         return v
+
+    def judge_spec(self) -> JudgeSpec:
+        """The judge of this job, without its data, output and runner settings."""
+        return JudgeSpec.model_validate(self.model_dump(include=set(JudgeSpec.model_fields)))
+
+
+def load_judge_spec(path: str | Path) -> JudgeSpec:
+    """Load a judge config file (``configs/judge.yaml``): unknown keys are errors with file and line."""
+    return load_model(Path(path), JudgeSpec, ConfigError, "judge config", JudgeSpec.model_validate)
 
 
 def load_job_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> JobConfig:

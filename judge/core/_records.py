@@ -18,11 +18,15 @@ __all__ = [
     "Item",
     "JudgeInfo",
     "JudgeRequest",
+    "JudgeTrace",
     "Judgment",
+    "JuryVerdict",
     "Message",
+    "PairVerdict",
     "RubricRef",
     "SamplingParams",
     "stable_hash",
+    "texts_hash",
 ]
 
 
@@ -114,6 +118,20 @@ class JudgeInfo(_Record):
     dtype: str = Field(default="", description="Compute dtype.")
 
 
+def texts_hash(item: "Item") -> str:
+    """Hash of the texts of ``item`` a judge is shown (prompt, responses, reference)."""
+    return item.texts_hash()
+
+
+class JudgeTrace(_Record):
+    """What is needed, with the item and the rubric, to rebuild exactly the messages a judge saw."""
+
+    sanitize: bool = Field(description="Whether verdict-shaped fragments in the texts were defused.")
+    texts_hash: str = Field(description="Hash of the item's texts as given (see texts_hash()).")
+    prefill: str | None = Field(default=None, description="The start of the judge's answer, if prefilled.")
+    prompt_version: int = Field(description="Version of the prompt template (judge.inputs PROMPT_VERSION).")
+
+
 class JudgeRequest(_Record):
     """One call to the judge: a rendered prompt plus how to decode it."""
 
@@ -125,6 +143,7 @@ class JudgeRequest(_Record):
     messages: list[Message]
     prompt_hash: str
     sampling: SamplingParams
+    trace: JudgeTrace | None = Field(default=None, description="How the messages were rendered.")
 
 
 class Judgment(_Record):
@@ -152,6 +171,9 @@ class Judgment(_Record):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = Field(default=0.0, description="Wall time of the batch this request ran in, per request.")
+    trace: JudgeTrace | None = Field(
+        default=None, description="How the judge's messages were rendered (None in files older than traces)."
+    )
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @model_validator(mode="after")
@@ -161,3 +183,60 @@ class Judgment(_Record):
         if self.status == "unscored" and not self.error:
             raise ValueError("an unscored judgment must say why (error)")
         return self
+
+
+class PairVerdict(_Record):
+    """The verdict on one pair by one judge and rubric, from its judgments in one or both orders."""
+
+    schema_version: int = 1
+    item_id: str
+    rubric: RubricRef
+    judge: JudgeInfo
+    policy: Literal["strict", "average-probability"] = Field(description="How the orders were combined.")
+    tie_threshold: float | None = Field(default=None, description="average-probability: the tie band.")
+    order_seed: int = Field(description="Seed of the order assignment (single-order jobs draw one per item).")
+    orders: list[Literal["AB", "BA"]] = Field(description="The orders judged, as assigned.")
+    verdicts: dict[str, Literal["A", "B", "tie"] | None] = Field(
+        description="Per order, the judge's verdict in the item's terms; None when that order is unscored."
+    )
+    p_a: dict[str, float | None] = Field(
+        description="Per order, P(the item's response A wins), ties counting half; None when unscored."
+    )
+    p_a_mean: float | None = Field(default=None, description="Mean of p_a over the scored orders.")
+    p_source: Literal["logprobs", "verdicts"] | None = Field(
+        default=None, description="logprobs: read from the verdict tokens; verdicts: 1 / 0.5 / 0 from the text."
+    )
+    consistent: bool | None = Field(
+        default=None, description="Both orders scored and gave the same verdict; None with fewer than two."
+    )
+    winner: Literal["A", "B", "tie", "inconsistent"] | None = Field(
+        default=None, description="The final verdict in the item's terms; None when unscored."
+    )
+    status: Literal["scored", "unscored"]
+    error: str | None = None
+    raw_outputs: dict[str, str] = Field(default_factory=dict, description="Per order, the judge's text.")
+    judgment_keys: dict[str, str] = Field(default_factory=dict, description="Per order, the judgment's key.")
+
+
+class JuryVerdict(_Record):
+    """One item's verdict from a jury."""
+
+    schema_version: int = 1
+    item_id: str
+    kind: Literal["pairwise", "score"]
+    aggregate: Literal["majority", "mean", "weighted"]
+    votes: dict[str, str | None] = Field(
+        default_factory=dict, description="Pairs: each member's final verdict (None = unscored)."
+    )
+    values: dict[str, float | None] = Field(
+        default_factory=dict, description="Each member's P(A wins) (pairs) or overall score in [0, 1]."
+    )
+    weights: dict[str, float] = Field(default_factory=dict, description="The weights used.")
+    keys: dict[str, list[str]] = Field(
+        default_factory=dict, description="Each member's judgment keys for this item (both orders for pairs)."
+    )
+    winner: Literal["A", "B", "tie"] | None = Field(default=None, description="Pairs: the jury's verdict.")
+    value: float | None = Field(default=None, description="Aggregated P(A wins) or overall score.")
+    agreement: float | None = Field(default=None, description="Share of (weighted) votes for the verdict.")
+    status: Literal["scored", "unscored"]
+    error: str | None = None

@@ -21,6 +21,7 @@ from judge.core._records import Item, Message, stable_hash
 from judge.inputs._rubric import Criterion, FewShotExample, Rubric
 
 __all__ = [
+    "PROMPT_VERSION",
     "REMINDER",
     "data_block",
     "neutralize_imitations",
@@ -31,6 +32,10 @@ __all__ = [
 ]
 
 Order = Literal["AB", "BA"]
+
+#: Version of the prompt template below; recorded in every judgment's trace. Raise it whenever a
+#: change to this module changes the messages an item renders to.
+PROMPT_VERSION = 1
 
 _SYSTEM_HEADER = """You are a careful, impartial evaluator. You assess material written by others against a rubric and report your verdict in the exact output format requested.
 

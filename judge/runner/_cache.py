@@ -26,9 +26,15 @@ import sqlite3
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-__all__ = ["JudgmentCache", "OutputLedger", "line_slot", "output_slot"]
+__all__ = ["FAILED", "JudgmentCache", "OutputLedger", "line_slot", "output_slot"]
 
 _CHUNK = 1000
+
+#: The ledger's run number of a slot whose request failed: in the output, to be retried (a rebuilt
+#: ledger files what it found under run 0, so the marker is below that).
+FAILED = -1
+
+_UPSERT = "INSERT INTO ledger (key, run) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET run = excluded.run"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -152,7 +158,12 @@ class OutputLedger:
 
     # -- lifecycle
 
-    def sync(self, output: str | Path, on_lines: Callable[[list[tuple[str, str]]], None] | None = None) -> int:
+    def sync(
+        self,
+        output: str | Path,
+        on_lines: Callable[[list[tuple[str, str]]], None] | None = None,
+        failed: Callable[[str], bool] | None = None,
+    ) -> int:
         """Bring the ledger in step with ``output`` and start a new run; return the lines read.
 
         Only the part of the file past the last recorded offset is read, unless the file no longer
@@ -164,6 +175,7 @@ class OutputLedger:
             output: the append-only output file (it may not exist yet).
             on_lines: called with chunks of ``(request key, line)`` read from the file (e.g. to refill a
                 cache that was deleted).
+            failed: tells a line whose request failed (recorded as :data:`FAILED`, so it is retried).
         """
         p = Path(output)
         offset = int(self._meta("offset", "0"))
@@ -198,9 +210,9 @@ class OutputLedger:
                 read += 1
                 chunk.append((*found, line.decode("utf-8").rstrip("\n")))
                 if len(chunk) >= _CHUNK:
-                    self._add(chunk, good, last, self.run - 1, on_lines)
+                    self._add(chunk, good, last, self.run - 1, on_lines, failed)
                     chunk = []
-        self._add(chunk, good, last, self.run - 1, on_lines)
+        self._add(chunk, good, last, self.run - 1, on_lines, failed)
         if good != p.stat().st_size:
             with p.open("r+b") as fh:
                 fh.truncate(good)
@@ -214,27 +226,33 @@ class OutputLedger:
         last: bytes,
         run: int,
         on_lines: Callable[[list[tuple[str, str]]], None] | None,
+        failed: Callable[[str], bool] | None = None,
     ) -> None:
         if not chunk:
             return
         if on_lines is not None:
             on_lines([(key, line) for key, _, line in chunk])
         with _Tx(self._conn):
+            # The later line of a slot wins: a failed request retried by a later run is written again.
             self._conn.executemany(
-                "INSERT OR IGNORE INTO ledger (key, run) VALUES (?, ?)", [(slot, run) for _, slot, _ in chunk]
+                _UPSERT,
+                [(slot, FAILED if failed is not None and failed(line) else run) for _, slot, line in chunk],
             )
             self._set_meta(
                 {"offset": offset, "tail_len": len(last), "tail_hash": hashlib.sha256(last).hexdigest()}
             )
 
-    def record(self, slots: list[str], offset: int, last_line: bytes) -> None:
-        """Note that ``slots`` are now durably in the output, which ends at ``offset`` with ``last_line``."""
+    def record(self, slots: list[str], offset: int, last_line: bytes, failed: Iterable[str] = ()) -> None:
+        """Note that ``slots`` are now durably in the output, which ends at ``offset`` with ``last_line``.
+
+        Slots in ``failed`` hold a request that failed (a backend error): :meth:`lookup` returns
+        :data:`FAILED` for them, so a later run retries them.
+        """
         if not slots:
             return
+        bad = set(failed)
         with _Tx(self._conn):
-            self._conn.executemany(
-                "INSERT OR IGNORE INTO ledger (key, run) VALUES (?, ?)", [(s, self.run) for s in slots]
-            )
+            self._conn.executemany(_UPSERT, [(s, FAILED if s in bad else self.run) for s in slots])
             self._set_meta(
                 {"offset": offset, "tail_len": len(last_line), "tail_hash": hashlib.sha256(last_line).hexdigest()}
             )
@@ -242,7 +260,7 @@ class OutputLedger:
     # -- queries
 
     def lookup(self, slot: str) -> int | None:
-        """The run that wrote ``slot`` to the output, or None if it is not there."""
+        """The run that wrote ``slot`` to the output, :data:`FAILED` if it failed, None if it is not there."""
         row = self._conn.execute("SELECT run FROM ledger WHERE key = ?", (slot,)).fetchone()
         return int(row[0]) if row else None
 

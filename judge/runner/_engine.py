@@ -1,44 +1,46 @@
-"""The batch judging engine: expand, deduplicate, resume, dispatch, write, summarise.
+"""A judging job: a :class:`~judge.scoring.Judge` run over a dataset file by the resumable runner.
 
 Files of a job whose ``output`` is ``run/judgments.jsonl``:
 
 - ``run/judgments.jsonl.part``: judgments appended (and fsynced) batch by batch while the job runs;
 - ``run/judgments.jsonl``: the same file, renamed into place when the job completes;
-- ``run/judgments.rejects.jsonl``: input rows that failed validation, with line numbers and reasons;
-- ``run/judgments.summary.json``: the end-of-job summary;
+- ``run/judgments.rejects.jsonl``: input rows that failed validation (line numbers and reasons), and
+  requests whose prompt does not fit the judge's context (item id, tokens needed and available);
+- ``run/judgments.summary.json``: the end-of-job summary (:class:`JobSummary`);
 - ``run/judgments.cache.sqlite``: the output ledger (which request keys the output holds) and, unless
   ``cache_dir`` names a shared one, the judgment cache (see :mod:`judge.runner._cache`).
 
-Every request has a content address (:func:`request_key`). Before a request is dispatched, the
-ledger says whether the output already holds it (resumed work) and the cache whether it was judged
-before (its judgment is written without calling the judge). So a killed job rerun with the same
-config ends with the same results, no completed request is ever recomputed, and neither the dataset
-nor its keys are ever held in memory: only the requests in flight are.
+The steps: validate the judge (rubrics, backend name and options: before any file is touched),
+read items (:class:`~judge.inputs.ItemReader`), expand them into requests, look each up in the
+ledger (resumed work) and the cache, dispatch the rest through the executor, write, and finish
+(statistics, pair verdicts, bias diagnostics) over the whole output. A rerun of a finished job
+reports the whole output again (everything resumed), never zeros.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable
 
-import pydantic
-
-from judge.core._errors import ConfigError, DataError
-from judge.core._io import atomic_write
-from judge.backends._base import Backend, Completion, create_backend, fingerprint_model_dir
-from judge.runner._cache import JudgmentCache, OutputLedger, output_slot
+from judge.backends._base import Backend, check_backend
 from judge.core._config import JobConfig
-from judge.inputs._data import count_rows, iter_rows
-from judge.core._records import Item, JudgeInfo, JudgeRequest, Judgment, stable_hash
-from judge.inputs._rubric import Rubric, resolve_rubric
-from judge.scoring._scoring import build_requests, item_fits, judgment_from
+from judge.core._errors import ConfigError
+from judge.core._io import atomic_write
+from judge.inputs._data import check_dataset, count_rows
+from judge.inputs._data import ItemReader
+from judge.inputs._rubric import resolve_rubric
+from judge.runner._cache import JudgmentCache, OutputLedger
+from judge.runner._runner import Rejects, RunCounts, Runner, failed_line, progress_bar
+from judge.runner._summary import ExecutorStats, JobSummary
+from judge.runner._task import Executor, JudgeTask, LocalExecutor
+from judge.scoring._judge import Judge
 
-__all__ = ["BatchResult", "Executor", "JobSummary", "LocalExecutor", "job_judge_id", "job_paths", "run_job"]
+__all__ = ["JobPaths", "job_judge", "job_judge_id", "job_paths", "run_job"]
+
+BackendFactory = Callable[[], Backend]
 
 
 @dataclass(frozen=True)
@@ -63,294 +65,35 @@ def job_paths(output: Path) -> JobPaths:
     )
 
 
-def judge_identity(backend: str, model: str, options: dict[str, Any]) -> str:
-    """A fingerprint of the judge that is known before the model loads."""
-    p = Path(model)
-    model_hash = fingerprint_model_dir(p) if p.is_dir() else stable_hash([model, options.get("base_url")])
-    dtype = options.get("dtype")
-    if dtype is None:
-        # The backend's default dtype, which a created backend reports (JobConfig without dtype and a
-        # ready backend passed to run_job must give the same keys, or resume and cache miss).
-        import inspect
-
-        from judge.backends._base import _REGISTRY, _import_builtin
-
-        _import_builtin()
-        param = inspect.signature(_REGISTRY[backend]).parameters.get("dtype") if backend in _REGISTRY else None
-        dtype = param.default if param is not None and isinstance(param.default, str) else ""
-    return stable_hash([backend, model_hash, dtype])
-
-
-# ----------------------------------------------------------------------------------------------
-# Files
-
-
-class _Appender:
-    """Appends judgments as JSON lines, durable at every flush."""
-
-    def __init__(self, path: Path) -> None:
-        self._fh = path.open("ab")
-
-    def write(self, lines: Iterable[str]) -> tuple[int, bytes]:
-        """Append lines (without newlines) and fsync; return the file's new size and last line."""
-        last = b""
-        for line in lines:
-            last = line.encode("utf-8") + b"\n"
-            self._fh.write(last)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        return self._fh.tell(), last
-
-    def close(self) -> None:
-        self._fh.close()
-
-
-class _Rejects:
-    """Rejected rows, streamed to a temporary file and renamed into place at the end of the job."""
-
-    def __init__(self, path: Path) -> None:
-        for stale in path.parent.glob(path.name + ".tmp*"):  # left by a killed run of this job
-            stale.unlink(missing_ok=True)
-        self._path = path
-        self._tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        self._fh = self._tmp.open("w", encoding="utf-8")
-        self._n = 0
-
-    def append(self, reject: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(reject, ensure_ascii=False, default=str) + "\n")
-        self._n += 1
-
-    def __len__(self) -> int:
-        return self._n
-
-    def commit(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        os.replace(self._tmp, self._path)
-
-    def discard(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
-        self._tmp.unlink(missing_ok=True)
-
-
-# ----------------------------------------------------------------------------------------------
-# Summary
-
-
-@dataclass
-class JobSummary:
-    """What a job did; printed as a table and written as JSON."""
-
-    output: str
-    rows: int = 0
-    items: int = 0
-    rejected: int = 0
-    judgments: int = 0
-    new_judgments: int = 0
-    resumed: int = 0
-    cached: int = 0
-    unscored: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    wall_s: float = 0.0
-    judge_s: float = 0.0
-    rubrics: dict[str, Any] = field(default_factory=dict)
-    judge: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def judgments_per_s(self) -> float:
-        return self.new_judgments / self.judge_s if self.judge_s > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["judgments_per_s"] = round(self.judgments_per_s, 3)
-        d["prompt_tokens_per_s"] = round(self.prompt_tokens / self.judge_s, 1) if self.judge_s > 0 else 0.0
-        return d
-
-    def table(self) -> str:
-        lines = [
-            f"judgments  {self.output}",
-            f"  items {self.items}   rejected rows {self.rejected}   judgments {self.judgments} "
-            f"(new {self.new_judgments}, resumed {self.resumed}, from cache {self.cached})   "
-            f"unscored {self.unscored}",
-            f"  tokens: prompt {self.prompt_tokens}, generated {self.completion_tokens}   "
-            f"wall {self.wall_s:.1f}s   judge {self.judge_s:.1f}s   {self.judgments_per_s:.2f} judgments/s",
-        ]
-        lines.extend(_executor_lines(self.extra))
-        for rid, r in self.rubrics.items():
-            lines.append(f"  rubric {rid}  ({r['mode']}; scored {r['scored']}, unscored {r['unscored']})")
-            if r.get("criteria"):
-                width = max(len(c) for c in r["criteria"])
-                lines.append(f"    {'criterion'.ljust(width)}   mean    n")
-                for c, stats in r["criteria"].items():
-                    lines.append(f"    {c.ljust(width)}   {stats['mean']:5.2f}  {stats['n']:4d}")
-            if r.get("winners"):
-                w = r["winners"]
-                lines.append("    verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(w.items())))
-            from judge.analysis._verdicts import summary_lines
-
-            lines.extend(summary_lines(r))
-        return "\n".join(lines)
-
-
-def _executor_lines(extra: dict[str, Any]) -> list[str]:
-    """Per-worker lines for a summary whose executor reported workers (e.g. a Ray pool)."""
-    workers = extra.get("workers")
-    if not workers:
-        return []
-    lines = [
-        f"  workers {len(workers)}   retries {extra.get('retries', 0)}   failures {extra.get('failures', 0)}   "
-        f"max queue depth {extra.get('max_queue_depth', 0)}   start-up {extra.get('startup_s', 0.0):.1f}s   "
-        f"cost {extra.get('worker_s_per_1k', 0.0):.1f} worker-s per 1k judgments",
-        f"    {'worker':<10} {'node':<16} {'batches':>7} {'judgments':>9} {'busy s':>7} {'judg/s':>7} "
-        f"{'prompt tok/s':>12} {'gen tok/s':>9} {'restarts':>8} {'failures':>8}",
-    ]
-    for w in workers:
-        lines.append(
-            f"    {w['name']:<10} {str(w.get('node', '')):<16} {w['batches']:>7} {w['judgments']:>9} "
-            f"{w['busy_s']:>7.1f} {w['judgments_per_s']:>7.2f} {w['prompt_tokens_per_s']:>12.0f} "
-            f"{w['completion_tokens_per_s']:>9.0f} {w.get('restarts', 0):>8} {w.get('failures', 0):>8}"
-        )
-    return lines
-
-
-# ----------------------------------------------------------------------------------------------
-# The job
-
-
-def _for_item(line: str, item_id: str) -> str:
-    """A judgment of a request, as the judgment of ``item_id`` (an item with the same texts)."""
-    j = Judgment.model_validate_json(line)
-    return line if j.item_id == item_id else j.model_copy(update={"item_id": item_id}).model_dump_json()
-
-
-def _progress(total: int | None, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="req", desc="judging", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
-
-
-def iter_items(
-    cfg: JobConfig, rubrics: list[Rubric], rejects: list[dict[str, Any]], counts: JobSummary
-) -> Iterator[Item]:
-    """Valid items of the dataset; invalid rows are appended to ``rejects`` with their reason."""
-    for line, row, error in iter_rows(cfg.data):
-        counts.rows += 1
-        if error is None:
-            try:
-                item = Item.model_validate(row)
-            except pydantic.ValidationError as exc:
-                error = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}" for e in exc.errors(include_url=False)
-                )
-            else:
-                problems = [p for p in (item_fits(r, item) for r in rubrics) if p]
-                if problems:
-                    error = "; ".join(problems)
-        if error is not None:
-            rejects.append({"line": line, "error": error, "row": row})
-            continue
-        counts.items += 1
-        yield item
-        if cfg.limit is not None and counts.items >= cfg.limit:
-            return
-
-
-BackendFactory = Callable[[], Backend]
-
-
-@dataclass
-class BatchResult:
-    """Completions for one batch of requests, from whichever worker ran it."""
-
-    requests: list[JudgeRequest]
-    completions: list[Completion]
-    info: JudgeInfo
-    elapsed_s: float
-    worker: str = "local"
-
-
-class Executor(Protocol):
-    """Runs batches of requests and yields their results as they complete.
-
-    ``run`` pulls batches from the iterator only when it has room for them, so a lazy iterator
-    gives backpressure: the dataset is read no faster than the judges consume it.
-    """
-
-    def run(self, batches: Iterator[list[JudgeRequest]]) -> Iterator[BatchResult]: ...
-
-    def stats(self) -> dict[str, Any]: ...
-
-    def close(self) -> None: ...
-
-
-class LocalExecutor:
-    """Runs every batch in this process on one backend, created on first use."""
-
-    def __init__(self, factory: BackendFactory, owns_backend: bool = True) -> None:
-        self._factory = factory
-        self._owns = owns_backend
-        self._backend: Backend | None = None
-        self._info: JudgeInfo | None = None
-
-    def backend(self) -> tuple[Backend, JudgeInfo]:
-        if self._backend is None:
-            self._backend = self._factory()
-            self._info = self._backend.info()
-        assert self._info is not None
-        return self._backend, self._info
-
-    def run(self, batches: Iterator[list[JudgeRequest]]) -> Iterator[BatchResult]:
-        for batch in batches:
-            be, info = self.backend()
-            start = time.perf_counter()
-            completions = be.generate([r.messages for r in batch], [r.sampling for r in batch])
-            yield BatchResult(batch, completions, info, time.perf_counter() - start)
-
-    def stats(self) -> dict[str, Any]:
-        return {}
-
-    def close(self) -> None:
-        if self._backend is not None and self._owns:
-            self._backend.close()
-        self._backend = None
-
-
-def _local_executor(
-    cfg: JobConfig, backend: Backend | BackendFactory | None, judge_id: str | None = None
-) -> tuple[LocalExecutor, str]:
-    """The in-process executor for ``backend`` (or the configured one) and the judge's identity.
-
-    A factory is called here only to learn the judge's identity; given ``judge_id``, it is left
-    for the first batch, so a job with nothing to do never creates its backend.
-    """
-    from judge.backends._models import resolve_model
-
-    if backend is None:
-        model = resolve_model(cfg.judge.model) if cfg.judge.backend != "openai" else cfg.judge.model
-        judge_id = judge_identity(cfg.judge.backend, model, cfg.judge.options)
-        factory: BackendFactory = lambda: create_backend(cfg.judge.backend, model=model, **cfg.judge.options)
-        return LocalExecutor(factory), judge_id
-    if callable(backend) and not hasattr(backend, "generate"):
-        executor = LocalExecutor(backend)  # type: ignore[arg-type]
-        if judge_id is not None:
-            return executor, judge_id
-    else:
-        ready: Backend = backend  # type: ignore[assignment]
-        executor = LocalExecutor(lambda: ready, owns_backend=False)
-    _, info = executor.backend()
-    return executor, stable_hash([info.backend, info.model_hash, info.dtype])
-
-
 def job_judge_id(cfg: JobConfig) -> str:
     """The identity of the configured judge, without loading it."""
-    from judge.backends._models import resolve_model
+    return Judge.from_spec(cfg).judge_id
 
-    model = resolve_model(cfg.judge.model) if cfg.judge.backend != "openai" else cfg.judge.model
-    return judge_identity(cfg.judge.backend, model, cfg.judge.options)
+
+def job_judge(
+    cfg: JobConfig, backend: Backend | BackendFactory | None = None, judge_id: str | None = None
+) -> tuple[Judge, LocalExecutor]:
+    """The job's judge and an in-process executor for it.
+
+    Args:
+        cfg: the job.
+        backend: a ready backend, a factory, or None for the configured one (created on the first
+            batch, so a job with nothing to do never loads a model).
+        judge_id: with a factory, the judge's identity (see :func:`job_judge_id`); without it the
+            factory is called at once to ask the backend.
+    """
+    if backend is None:
+        judge = Judge.from_spec(cfg, batch_size=cfg.batch_size)
+        return judge, LocalExecutor(judge.backend, owns_backend=False)
+    if callable(backend) and not hasattr(backend, "generate"):
+        if judge_id is not None:
+            judge = Judge.from_spec(cfg, batch_size=cfg.batch_size)
+            judge.judge_id = judge_id
+            return judge, LocalExecutor(backend)
+        made = backend()
+        return Judge.from_spec(cfg, made, cfg.batch_size), LocalExecutor(lambda: made)
+    ready: Backend = backend  # type: ignore[assignment]
+    return Judge.from_spec(cfg, ready, cfg.batch_size), LocalExecutor(lambda: ready, owns_backend=False)
 
 
 def run_job(
@@ -367,157 +110,115 @@ def run_job(
         cfg: the job.
         backend: a ready backend, a factory, or None to create the configured one. It is created
             only when there is work to do, so a finished job reruns in seconds.
-        progress: show a progress bar on stderr.
+        progress: show a progress bar on stderr (it counts items).
         on_batch: called with the number of batches written so far (tests use it to crash a job).
         executor: where batches run (default: in this process); ``cluster`` passes a Ray pool.
         judge_id: the judge's identity when an executor or a backend factory is given (see
             :func:`job_judge_id`); with a factory it lets a job with nothing to do skip creating it.
+
+    Raises:
+        ConfigError, RubricError: bad rubrics, an unknown backend or options it does not take,
+            before any file is read or written.
+        DataError: the dataset does not exist.
     """
     t0 = time.perf_counter()
-    rubrics = [resolve_rubric(r) for r in cfg.rubrics]  # bad rubrics fail before any model loads
-    by_hash = {r.content_hash: r for r in rubrics}
-    if len(by_hash) != len(rubrics):
-        raise ConfigError("the same rubric is listed twice in 'rubrics'")
-    if not Path(cfg.data).is_file():
-        raise DataError(f"dataset not found: {cfg.data}")
+    # Validate first: rubrics, backend name and options fail before the data is read or any file
+    # made, and before a backend is created.
+    _check_rubrics(cfg)
+    if backend is None or executor is not None or judge_id is not None:
+        check_backend(cfg.judge.backend, dict(cfg.judge.options))
+    check_dataset(cfg.data)  # missing, or a format no reader knows: before any file is made
     if executor is None:
-        executor, judge_id = _local_executor(cfg, backend, judge_id)
-    elif judge_id is None:
-        judge_id = job_judge_id(cfg)
+        judge, executor = job_judge(cfg, backend, judge_id)
+    else:
+        judge = Judge.from_spec(cfg, batch_size=cfg.batch_size)
+        if judge_id is not None:
+            judge.judge_id = judge_id
 
-    paths = job_paths(cfg.output)
-    paths.output.parent.mkdir(parents=True, exist_ok=True)
-    if paths.output.exists() and not paths.part.exists():
-        os.replace(paths.output, paths.part)  # reopen a finished job: new items may have been added
-    summary = JobSummary(output=str(paths.output))
-    # The output file is the truth; the ledger catches up with it (and refills the cache from it).
+    paths = _open_output(cfg)
     ledger = OutputLedger(paths.cache)
     cache = JudgmentCache(Path(cfg.cache_dir) / "judgments.sqlite" if cfg.cache_dir else paths.cache)
-    ledger.sync(paths.part, on_lines=cache.put_many)
-    rejects = _Rejects(paths.rejects)
-    bar = _progress(None, progress)
-    total = count_rows(cfg.data)
-    if total is not None:
-        per_item = sum(2 if r.mode == "pairwise" and cfg.pairwise_orders == "both" else 1 for r in rubrics)
-        bar.total = total * per_item
-        bar.refresh()
+    # The output file is the truth; the ledger catches up with it (and refills the cache from it).
+    ledger.sync(paths.part, on_lines=lambda lines: cache.put_many(_cacheable(lines)), failed=failed_line)
+    rejects = Rejects(paths.rejects)
+    rows = count_rows(cfg.data)
+    total = min(rows, cfg.limit) if rows is not None and cfg.limit else rows
+    bar = progress_bar(total, progress)
 
-    appender = _Appender(paths.part)
-    # Requests sent to the judge but not yet written, by key, with the ids of the items waiting for
-    # their judgment (items whose texts are the same share one request), and cache hits not yet
-    # written, by slot. Both are bounded by the work in flight: all the memory deduplication needs
-    # beyond the ledger.
-    waiting: dict[str, list[str]] = {}
-    hits: dict[str, str] = {}
-    info: JudgeInfo | None = None
+    def on_reject(line: int, row: Any, error: str) -> None:
+        rejects.row(line, row, error)
+        if rows is not None:  # the bar counts valid items: a rejected row leaves its total
+            bar.total = min(rows - rejects.rows, cfg.limit or rows)
+            bar.refresh()
 
-    def emit(lines: list[tuple[str, str]]) -> None:
-        offset, last = appender.write(line for _, line in lines)
-        ledger.record([slot for slot, _ in lines], offset, last)
-
-    def flush_hits() -> None:
-        nonlocal info
-        if not hits:
-            return
-        emit(list(hits.items()))
-        if info is None:
-            info = JudgeInfo.model_validate(json.loads(next(iter(hits.values())))["judge"])
-        summary.cached += len(hits)
-        bar.update(len(hits))
-        hits.clear()
-
-    def batches() -> Iterator[list[JudgeRequest]]:
-        pending: list[JudgeRequest] = []
-        for item in iter_items(cfg, rubrics, rejects, summary):  # type: ignore[arg-type]
-            for rubric in rubrics:
-                for req in build_requests(rubric, item, cfg, judge_id):
-                    slot = output_slot(req.key, req.item_id)
-                    if slot in hits:  # a repeated row whose judgment is about to be written
-                        continue
-                    run = ledger.lookup(slot)
-                    if run is not None:
-                        if run < ledger.run:  # written by an earlier run of this job
-                            summary.resumed += 1
-                            bar.update(1)
-                        continue
-                    ids = waiting.get(req.key)
-                    if ids is not None:  # the same request is on its way: judged once, written per item
-                        if req.item_id not in ids:
-                            ids.append(req.item_id)
-                        continue
-                    cached = cache.get(req.key)
-                    if cached is not None:
-                        hits[slot] = _for_item(cached, req.item_id)
-                        if len(hits) >= cfg.batch_size:
-                            flush_hits()
-                        continue
-                    waiting[req.key] = [req.item_id]
-                    pending.append(req)
-                    if len(pending) >= cfg.batch_size:
-                        yield pending
-                        pending = []
-        flush_hits()
-        if pending:
-            yield pending
-
-    postfix = getattr(executor, "postfix", None)
-    n_batches = 0
+    # The id index of the duplicate check is a scratch file beside the output (bounded memory).
+    reader = ItemReader(
+        cfg.data, judge.check, cfg.limit, on_reject, columns=cfg.columns, scratch_dir=paths.output.parent
+    )
+    runner = Runner(JudgeTask(judge), executor, paths.part, ledger, cache, rejects, cfg.batch_size, bar, on_batch)
     completed = False
     try:
-        for result in executor.run(batches()):
-            info = result.info
-            summary.judge_s += result.elapsed_s
-            per = result.elapsed_s / max(len(result.requests), 1)
-            lines: list[tuple[str, str]] = []
-            judged: list[tuple[str, str]] = []
-            for r, c in zip(result.requests, result.completions):
-                j = judgment_from(r, by_hash[r.rubric.hash], c, result.info, per)
-                line = j.model_dump_json()
-                judged.append((r.key, line))
-                for item_id in waiting.pop(r.key, [r.item_id]):
-                    slot = output_slot(r.key, item_id)
-                    if ledger.lookup(slot) is not None:  # never write a judgment twice
-                        continue
-                    if item_id != r.item_id:  # another item with the same texts
-                        lines.append((slot, _for_item(line, item_id)))
-                        summary.cached += 1
-                        continue
-                    lines.append((slot, line))
-                    summary.new_judgments += 1
-                    summary.prompt_tokens += j.prompt_tokens
-                    summary.completion_tokens += j.completion_tokens
-            emit(lines)
-            cache.put_many(judged)
-            bar.update(len(lines))
-            if postfix is not None:
-                bar.set_postfix_str(postfix(), refresh=False)
-            n_batches += 1
-            if on_batch is not None:
-                on_batch(n_batches)
-        flush_hits()
+        counts = runner.run(reader)
         completed = True
     finally:
         bar.close()
-        appender.close()
         stats = executor.stats()
-        summary.extra.update(stats)
-        if "judge_wall_s" in stats:  # parallel workers: wall time, not the sum of batch times
-            summary.judge_s = float(stats["judge_wall_s"])
         executor.close()
+        judge.close()
         ledger.close()
         cache.close()
         if completed:
             rejects.commit()
         else:
             rejects.discard()
-
-    summary.rejected = len(rejects)
     os.replace(paths.part, paths.output)
+    summary = _summary(paths, reader, rejects, counts, stats)
     from judge.runner._finish import finish_job
 
-    finish_job(cfg, paths.output, rubrics, summary)  # statistics, pair verdicts file, bias diagnostics
+    finish_job(cfg, paths.output, judge.rubrics, summary)  # statistics, pair verdicts file, bias diagnostics
     summary.wall_s = time.perf_counter() - t0
-    if info is not None:
-        summary.judge = info.model_dump()
-    atomic_write(paths.summary, json.dumps(summary.to_dict(), indent=2) + "\n")
+    atomic_write(paths.summary, summary.to_json())
+    return summary
+
+
+def _check_rubrics(cfg: JobConfig) -> None:
+    rubrics = [resolve_rubric(r) for r in cfg.rubrics]
+    if len({r.content_hash for r in rubrics}) != len(rubrics):
+        raise ConfigError("the same rubric is listed twice in 'rubrics'")
+
+
+def _open_output(cfg: JobConfig) -> JobPaths:
+    """The job's paths, with a finished output reopened for appending (new items may have come)."""
+    paths = job_paths(cfg.output)
+    paths.output.parent.mkdir(parents=True, exist_ok=True)
+    if paths.output.exists() and not paths.part.exists():
+        os.replace(paths.output, paths.part)
+    return paths
+
+
+def _cacheable(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, line) for k, line in lines if not failed_line(line)]
+
+
+def _summary(paths: JobPaths, reader: ItemReader, rejects: Rejects, c: RunCounts, stats: dict[str, Any]) -> JobSummary:
+    """This run's part of the summary; :func:`finish_job` adds what the whole output holds."""
+    summary = JobSummary(
+        output=str(paths.output),
+        rows=reader.rows,
+        items=reader.items,
+        data=reader.report,
+        rejected=rejects.rows,
+        skipped=c.skipped,
+        failed=c.failed,
+        new_judgments=c.new,
+        resumed=c.resumed,
+        cached=c.cached,
+        new_prompt_tokens=c.prompt_tokens,
+        new_completion_tokens=c.completion_tokens,
+        judge_s=c.judge_s,
+        judge=c.info,
+        executor=ExecutorStats.model_validate(stats) if stats else None,
+    )
+    if "judge_wall_s" in stats:  # parallel workers: wall time, not the sum of batch times
+        summary.judge_s = float(stats["judge_wall_s"])
     return summary

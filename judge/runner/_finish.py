@@ -21,9 +21,10 @@ from typing import Any, Iterator
 from judge.core._io import RowBuffer, atomic_write
 from judge.analysis._bias import BiasStats, iter_item_features
 from judge.core._config import JobConfig
-from judge.core._records import Judgment
+from judge.core._records import JudgeInfo, Judgment
 from judge.inputs._rubric import Rubric
 from judge.analysis._verdicts import combine_orders, pair_key, verdicts_path
+from judge.runner._summary import CriterionStat, JobSummary, PairsSummary, RubricSummary
 
 __all__ = ["finish_job"]
 
@@ -127,17 +128,15 @@ class _RubricTotals:
         if j.winner:
             self.winners[j.winner] += 1
 
-    def entry(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "mode": self.mode,
-            "scored": self.scored,
-            "unscored": self.unscored,
-            "criteria": _means(self.scores),
-            "winners": dict(self.winners),
-        }
-        if self.expected:
-            out["expected"] = _means(self.expected)
-        return out
+    def entry(self) -> RubricSummary:
+        return RubricSummary(
+            mode=self.mode,
+            scored=self.scored,
+            unscored=self.unscored,
+            criteria=_means(self.scores),
+            winners=dict(self.winners),
+            expected=_means(self.expected) if self.expected else None,
+        )
 
 
 def _accumulate(acc: dict[str, list[float]], name: str, value: float) -> None:
@@ -146,11 +145,11 @@ def _accumulate(acc: dict[str, list[float]], name: str, value: float) -> None:
     s[1] += 1
 
 
-def _means(acc: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
-    return {c: {"mean": round(s / n, 4), "n": int(n)} for c, (s, n) in acc.items()}
+def _means(acc: dict[str, list[float]]) -> dict[str, CriterionStat]:
+    return {c: CriterionStat(mean=round(s / n, 4), n=int(n)) for c, (s, n) in acc.items()}
 
 
-def finish_job(cfg: JobConfig, output: Path, rubrics: list[Rubric], summary: Any) -> int:
+def finish_job(cfg: JobConfig, output: Path, rubrics: list[Rubric], summary: JobSummary) -> int:
     """End-of-job step: fill the summary's statistics and write the pair verdicts file.
 
     Args:
@@ -158,9 +157,10 @@ def finish_job(cfg: JobConfig, output: Path, rubrics: list[Rubric], summary: Any
         output: the finished judgments file.
         rubrics: the job's rubrics (verdicts and bias diagnostics are computed for these; the
             counts cover every judgment in the file).
-        summary: the job's :class:`~judge.runner._engine.JobSummary`: ``judgments`` and ``unscored`` are
-            set, and ``rubrics`` gets one entry per rubric with counts, mean score per criterion,
-            verdict counts, ``expected`` (logprob-weighted means), ``pairs`` (pairwise) and ``bias``.
+        summary: the job's :class:`~judge.runner.JobSummary`: ``judgments``, ``unscored`` and the
+            token totals are set over the whole output (and ``judge`` when no request ran), and
+            ``rubrics`` gets one entry per rubric with counts, mean score per criterion, verdict
+            counts, ``expected`` (logprob-weighted means), ``pairs`` (pairwise) and ``bias``.
 
     Returns:
         The number of pair verdicts written.
@@ -175,6 +175,8 @@ def finish_job(cfg: JobConfig, output: Path, rubrics: list[Rubric], summary: Any
         spool.load_features(cfg, rubrics)
         bias = BiasStats(spool.conn)
         seq = offset = 0
+        last_judge: JudgeInfo | None = None
+        summary.judgments = summary.unscored = summary.prompt_tokens = summary.completion_tokens = 0
         with output.open("rb") as fh:
             for line in fh:
                 size = len(line)
@@ -182,6 +184,9 @@ def finish_job(cfg: JobConfig, output: Path, rubrics: list[Rubric], summary: Any
                     j = Judgment.model_validate_json(line)
                     summary.judgments += 1
                     summary.unscored += j.status == "unscored"
+                    summary.prompt_tokens += j.prompt_tokens
+                    summary.completion_tokens += j.completion_tokens
+                    last_judge = j.judge
                     totals.setdefault(j.rubric.id, _RubricTotals(mode=j.kind)).add(j)
                     if j.rubric.hash in mine:
                         judge_names.add(j.judge.model)
@@ -208,14 +213,16 @@ def finish_job(cfg: JobConfig, output: Path, rubrics: list[Rubric], summary: Any
             entry = summary.rubrics.setdefault(rubric.id, _RubricTotals(mode=rubric.mode).entry())
             if rubric.mode == "pairwise":
                 counts = pair_counts[rubric.content_hash]
-                entry["pairs"] = {
-                    "n": sum(counts.values()),
-                    "policy": policy,
-                    "tie_threshold": cfg.scoring.tie_threshold if policy == "average-probability" else None,
-                    "winners": dict(counts),
-                    "file": str(verdicts_path(output)),
-                }
-            entry["bias"] = bias.diagnostics(rubric, [cfg.judge.model, *sorted(judge_names)])
+                entry.pairs = PairsSummary(
+                    n=sum(counts.values()),
+                    policy=policy,
+                    tie_threshold=cfg.scoring.tie_threshold if policy == "average-probability" else None,
+                    winners=dict(counts),
+                    file=str(verdicts_path(output)),
+                )
+            entry.bias = bias.diagnostics(rubric, [cfg.judge.model, *sorted(judge_names)])
+        if summary.judge is None:
+            summary.judge = last_judge  # nothing ran (a rerun): the judge that wrote the output
         return sum(sum(c.values()) for c in pair_counts.values())
     finally:
         spool.close()

@@ -34,11 +34,11 @@ def test_pool_results_equal_the_single_process_engine(pool, items, reference, tm
     summary = run_cluster_job(cfg, progress=False, pool=pool)
     got = judgment_set(cfg.output)
     assert got == reference, describe_difference(got, reference)
-    workers = summary.extra["workers"]
+    workers = [w.model_dump() for w in summary.executor.workers]
     assert sum(w["judgments"] for w in workers) == N_ITEMS
-    if summary.extra["failures"] == 0:  # (a shared machine's memory pressure may kill a worker)
+    if summary.executor.failures == 0:  # (a shared machine's memory pressure may kill a worker)
         assert all(w["judgments"] > 0 for w in workers), workers  # both workers judged
-    assert summary.judge["backend"] == "vllm" and summary.judge["dtype"] == "float32"
+    assert summary.judge.backend == "vllm" and summary.judge.dtype == "float32"
 
 
 def test_killed_worker_is_retried_and_every_item_judged_once(pool, ray_local, items, reference, tmp_path):
@@ -54,7 +54,7 @@ def test_killed_worker_is_retried_and_every_item_judged_once(pool, ray_local, it
     summary = run_cluster_job(cfg, progress=False, on_batch=kill_a_busy_worker, pool=pool)
     keys = [json.loads(line)["key"] for line in cfg.output.read_text().splitlines()]
     assert killed and len(keys) == len(set(keys)) == N_ITEMS
-    assert summary.extra["failures"] >= 1 and summary.extra["retries"] >= 1, summary.extra
-    assert summary.extra["workers"][killed[0]]["failures"] >= 1
+    assert summary.executor.failures >= 1 and summary.executor.retries >= 1, summary.executor
+    assert summary.executor.workers[killed[0]].failures >= 1
     got = judgment_set(cfg.output)
     assert got == reference, describe_difference(got, reference)

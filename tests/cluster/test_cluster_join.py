@@ -93,14 +93,14 @@ def test_jobs_join_a_running_cluster_by_address_and_by_auto(head, model_dir, tmp
     by_address = _job(tmp_path / "a", head, model_dir)
     first = _judge(by_address, base)
     assert first["new_judgments"] == 4 and first["unscored"] == 0
-    extra = first["extra"]
+    extra = first["executor"]
     assert extra["address"] == head and [w["node"] for w in extra["workers"]] == ["127.0.0.1"]
 
     # The first job disconnected without stopping the cluster: a second one finds it through
     # RAY_ADDRESS, as the entrypoint of `ray job submit` does.
     by_auto = _job(tmp_path / "b", "auto", model_dir)
     second = _judge(by_auto, dict(base, RAY_ADDRESS=head))
-    assert second["new_judgments"] == 4 and second["extra"]["address"] == "auto"
+    assert second["new_judgments"] == 4 and second["executor"]["address"] == "auto"
     out_a = yaml.safe_load(by_address.read_text())["output"]
     out_b = yaml.safe_load(by_auto.read_text())["output"]
     assert judgment_set(Path(out_a)) == judgment_set(Path(out_b))

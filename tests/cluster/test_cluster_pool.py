@@ -54,7 +54,7 @@ def test_pool_judges_every_item_once_and_reports_workers(tmp_path, ray_local):
         summary = run_cluster_job(cfg, progress=False, pool=pool)
         keys = _keys(cfg.output)
         assert len(keys) == len(set(keys)) == 40
-        extra = summary.extra
+        extra = summary.executor.model_dump()
         assert extra["executor"] == "ray" and len(extra["workers"]) == 2
         assert sum(w["judgments"] for w in extra["workers"]) == 40
         assert all(w["batches"] > 0 and w["judgments_per_s"] > 0 for w in extra["workers"])
@@ -88,8 +88,8 @@ def test_killed_worker_batches_are_retried_and_judged_exactly_once(tmp_path, ray
     keys = _keys(cfg.output)
     assert killed and len(keys) == len(set(keys)) == 60
     assert summary.new_judgments == 60
-    assert summary.extra["failures"] >= 1 and summary.extra["retries"] >= 1
-    assert summary.extra["workers"][killed[0]]["failures"] >= 1
+    assert summary.executor.failures >= 1 and summary.executor.retries >= 1
+    assert summary.executor.workers[killed[0]].failures >= 1
 
 
 def test_a_job_with_nothing_to_do_starts_no_workers(tmp_path, ray_local):
@@ -144,3 +144,31 @@ def test_a_missing_model_directory_is_named_with_its_node(ray_local, tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")
     assert check_model_on_nodes(str(tmp_path / "m"), {"CPU": 1}, timeout_s=60) == ["127.0.0.1"]
+
+
+def _per_prompt(prompt, params):
+    # Each member's rubric asks for its own keys: answer every key of the schema with a 4.
+    props = (params.json_schema or {}).get("properties", {})
+    return json.dumps({k: 4 for k in props if k != "rationale"})
+
+
+def test_a_jury_with_the_cluster_enabled_runs_every_member_on_the_pool(tmp_path, ray_local):
+    from judge.analysis import member_outputs
+    from judge.runner import run_jury
+
+    base = _cfg(tmp_path, n=8)
+    cfg = base.model_copy(
+        update={
+            "judge": base.judge.model_copy(update={"options": {"responder": _per_prompt}}),
+            "scoring": base.scoring.model_copy(update={"method": "json"}),
+            "jury": {"members": [{"name": "helpful", "rubric": "helpfulness"}, {"name": "honest", "rubric": "honesty"}]},
+        }
+    )
+    cfg = type(cfg).model_validate(cfg.model_dump())
+    summary = run_jury(cfg, progress=False)
+    assert summary.items == 8 and set(summary.members) == {"helpful", "honest"}
+    for name in ("helpful", "honest"):
+        written = json.loads((member_outputs(cfg.output) / f"{name}.summary.json").read_text())
+        # Ran on Ray workers: the pool's statistics are in the member's summary.
+        assert written["executor"]["executor"] == "ray" and written["judgments"] == 8
+        assert sum(w["judgments"] for w in written["executor"]["workers"]) == 8
