@@ -10,6 +10,7 @@ Importing ``cluster`` does not import Ray; connecting does.
 from cluster._job import run_cluster_job
 from cluster._pool import JudgePool
 from cluster._runtime import Connection, check_model_on_nodes, check_resources, connect
+from cluster._train import run_ray_training
 from cluster._worker import JudgeWorker
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "check_resources",
     "connect",
     "run_cluster_job",
+    "run_ray_training",
 ]

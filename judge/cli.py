@@ -393,6 +393,12 @@ from judge.audit._cli import audit  # noqa: E402
 
 main.add_command(audit)
 
+# training (RLAIF; the commands live with the rlaif package)
+
+from rlaif._cli import train_group  # noqa: E402
+
+main.add_command(train_group)
+
 
 if __name__ == "__main__":
     main()
