@@ -8,6 +8,9 @@ from pathlib import Path
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when Ray is imported
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ray's memory monitor counts every process on this shared machine; at its default 95% it would kill
+# training workers while other jobs hold the memory.
+os.environ.setdefault("RAY_memory_usage_threshold", "0.98")
 
 import pytest  # noqa: E402
 from rlaif_helpers import build_tiny_model, kto_rows, preference_rows, write_jsonl  # noqa: E402

@@ -114,3 +114,29 @@ def test_cli_train_dpo_with_config_and_flags(tiny_model, prefs_file, tmp_path):
     summary = json.loads(r.stdout)
     assert summary["steps"] == 2 and summary["output_dir"] == str(out) and not summary["skipped"]
     assert (out / PROVENANCE).is_file() and not (tmp_path / "unused").exists()
+
+
+def test_an_interrupted_run_resumes_from_its_last_intermediate_checkpoint(tiny_model, prefs_file, tmp_path):
+    from transformers import TrainerCallback
+
+    from rlaif import plan_training, run_training
+
+    cfg = _cfg(tiny_model, prefs_file, tmp_path / "out", trl={"save_strategy": "steps", "save_steps": 2})
+    spec = plan_training(cfg).spec(progress=False)
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 3:
+                raise RuntimeError("killed at step 3")
+
+    def crash_at_3(trainer):
+        trainer.add_callback(Crash())
+        return trainer
+
+    work = str(tmp_path / "work")
+    with pytest.raises(RuntimeError, match="killed at step 3"):
+        run_training(spec, work, str(tmp_path / "unused"), prepare=crash_at_3)
+    assert (tmp_path / "work" / "checkpoint-2").is_dir()
+    resumed = run_training(spec, work, str(tmp_path / "final"))
+    # Steps 1-2 came from checkpoint-2: only steps 3 and 4 ran (and logged a loss) again.
+    assert resumed.steps == 4 and [e["step"] for e in resumed.log] == [3, 4]
