@@ -179,6 +179,10 @@ def train(cfg: TrainConfig, progress: bool = True, overwrite: bool = False) -> T
         from cluster._train import run_ray_training
 
         ranks = run_ray_training(spec, cfg.ray.model_dump(), str(work), str(tmp))
+        if progress:  # the workers' own step lines stay in Ray's worker logs
+            for k in sorted(ranks, key=lambda r: r.rank):
+                loss = f"{k.losses[0]:.4f} -> {k.losses[-1]:.4f}" if k.losses else "-"
+                print(f"train: rank {k.rank}/{k.world_size}: {k.steps} steps, loss {loss}", file=sys.stderr)
     else:
         from rlaif._trainer import run_training
 

@@ -12,7 +12,7 @@ from rlaif_helpers import changed_tensors
 pytestmark = pytest.mark.ray
 
 
-def test_dpo_on_two_ray_train_workers(tiny_model, prefs_file, tmp_path):
+def test_dpo_on_two_ray_train_workers(tiny_model, prefs_file, tmp_path, capsys):
     out = tmp_path / "ray"
     cfg = TrainConfig(
         algorithm="dpo",
@@ -38,3 +38,5 @@ def test_dpo_on_two_ray_train_workers(tiny_model, prefs_file, tmp_path):
     prov = json.loads((out / PROVENANCE).read_text())
     assert prov["workers"] == 2 and prov["config"]["ray"]["workers"] == 2 and "ray" in prov["versions"]
     assert not list(tmp_path.glob(".ray*"))
+    err = capsys.readouterr().err
+    assert "train: rank 0/2: 3 steps" in err and "train: rank 1/2: 3 steps" in err
