@@ -159,9 +159,16 @@ def run_product(
 
     run_job(_job(warmup, tmp / f"{name}-warmup-{rep}", args, model_dir), backend=backend, progress=False)
     cfg = _job(items, tmp / f"{name}-{rep}", args, model_dir)
-    t0 = time.perf_counter()
-    summary = run_job(cfg, backend=backend, progress=False)
-    wall = time.perf_counter() - t0
+    counter = CachedTokens(backend.llm) if name == "vllm" else None
+    if counter is not None:
+        counter.__enter__()
+    try:
+        t0 = time.perf_counter()
+        summary = run_job(cfg, backend=backend, progress=False)
+        wall = time.perf_counter() - t0
+    finally:
+        if counter is not None:
+            counter.__exit__()
     judgments = [Judgment.model_validate_json(line) for line in Path(cfg.output).read_text().splitlines()]
     assert summary.new_judgments == len(items), (summary.new_judgments, len(items))
     return {
@@ -172,7 +179,62 @@ def run_product(
         "scored": sum(j.status == "scored" for j in judgments),
         "method": judgments[0].extra.get("method"),
         "scores": {j.item_id: j.scores for j in judgments},
+        **({"cached_prompt_tokens": counter.cached} if counter is not None else {}),
     }
+
+
+class CachedTokens:
+    """Counts the prompt tokens vLLM served from its prefix cache (``RequestOutput.num_cached_tokens``).
+
+    Wraps the engine's ``generate`` for the duration of a timed run; the product's backend is not
+    changed.
+    """
+
+    def __init__(self, llm: Any) -> None:
+        self.llm, self.prompt = llm, 0
+        self.cached = 0
+        self._orig = llm.generate
+
+    def __enter__(self) -> "CachedTokens":
+        def generate(*a: Any, **kw: Any) -> Any:
+            outs = self._orig(*a, **kw)
+            for o in outs:
+                self.prompt += len(o.prompt_token_ids or [])
+                self.cached += int(o.num_cached_tokens or 0)
+            return outs
+
+        self.llm.generate = generate
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.llm.generate = self._orig
+
+
+def item_token_ids(items: list[Any], tokenizer: Any) -> list[list[int]]:
+    """Each item's own texts (prompt and response, no rubric, no instructions, no template)."""
+    return [tokenizer(f"{i.prompt}\n\n{i.response}", add_special_tokens=False)["input_ids"] for i in items]
+
+
+def run_floor(backend: Any, items: list[Any], tokenizer: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The prefill floor: the items' own texts through a bare ``generate(max_tokens=1)`` on the same engine.
+
+    In calls of ``--batch-size`` prompts, like the judge, greedy, no logprobs, no constraint: the
+    least work any judge of these items has to do.
+    """
+    from vllm import SamplingParams as VSamplingParams
+    from vllm.inputs import TokensPrompt
+
+    ids = item_token_ids(items, tokenizer)
+    params = VSamplingParams(temperature=0.0, max_tokens=1)
+    backend.llm.generate([TokensPrompt(prompt_token_ids=ids[0][:64])], params, use_tqdm=False)  # warm-up
+    with CachedTokens(backend.llm) as counter:
+        t0 = time.perf_counter()
+        for k in range(0, len(ids), args.batch_size):
+            backend.llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids[k : k + args.batch_size]], params,
+                                 use_tqdm=False)  # fmt: skip
+        wall = time.perf_counter() - t0
+    return {"items_timed": len(items), "wall_s": wall, "prompt_tokens": counter.prompt, "completion_tokens": len(items),
+            "cached_prompt_tokens": counter.cached, "scored": len(items), "method": "bare generate(max_tokens=1)"}  # fmt: skip
 
 
 class NaiveLoop:
@@ -211,7 +273,7 @@ class NaiveLoop:
 
     def run(self, requests: list[Any], warmup: list[Any]) -> dict[str, Any]:
         from judge.core._records import JudgeInfo
-        from judge.scoring._scoring import judgment_from
+        from judge.scoring import judgment_from
 
         self.judge_one(warmup[0])
         t0 = time.perf_counter()
@@ -241,6 +303,9 @@ def _rates(r: dict[str, Any]) -> dict[str, Any]:
     r["prompt_tokens_per_s"] = r["prompt_tokens"] / r["wall_s"]
     r["mean_prompt_tokens"] = r["prompt_tokens"] / r["items_timed"]
     r["mean_completion_tokens"] = r["completion_tokens"] / r["items_timed"]
+    if "cached_prompt_tokens" in r:
+        r["mean_uncached_prompt_tokens"] = (r["prompt_tokens"] - r["cached_prompt_tokens"]) / r["items_timed"]
+        r["uncached_prompt_tokens_per_s"] = (r["prompt_tokens"] - r["cached_prompt_tokens"]) / r["wall_s"]
     return r
 
 
@@ -256,13 +321,15 @@ def report_cpus() -> int:
 
 def table(results: dict[str, dict[str, Any]], n: int) -> str:
     head = f"{'system':<8} {'items':>12} {'judge s':>9} {'judgments/s':>12} {'prompt tok/s':>13} " \
-           f"{'tok/item':>9} {'gen/item':>9} {'scored':>8}  verdict"  # fmt: skip
+           f"{'tok/item':>9} {'uncached':>9} {'gen/item':>9} {'scored':>8}  verdict"  # fmt: skip
     lines = [head, "-" * len(head)]
     for name, r in results.items():
         items = f"{r['items_timed']}" + (f" (of {n})*" if r["items_timed"] < n else "")
         lines.append(
             f"{name:<8} {items:>12} {r['wall_s'] * n / r['items_timed']:>9.1f} {r['judgments_per_s']:>12.2f} "
-            f"{r['prompt_tokens_per_s']:>13.0f} {r['mean_prompt_tokens']:>9.0f} {r['mean_completion_tokens']:>9.1f} "
+            f"{r['prompt_tokens_per_s']:>13.0f} {r['mean_prompt_tokens']:>9.0f} "
+            f"{(format(r['mean_uncached_prompt_tokens'], '.0f') if 'mean_uncached_prompt_tokens' in r else '-'):>9} "
+            f"{r['mean_completion_tokens']:>9.1f} "
             f"{r['scored']:>4}/{r['items_timed']:<3}  {r.get('method')}"
         )
     if any(r["items_timed"] < n for r in results.values()):
@@ -297,6 +364,19 @@ def report(
                 round((ra["items_timed"] / ra["wall_s"]) / (rb["items_timed"] / rb["wall_s"]), 3)
                 for ra, rb in zip(runs[a][:done], runs[b][:done])
             ]
+    # The prefill floor is a time ratio (judge wall / floor wall on the same items): lower is better.
+    floor: dict[str, Any] = {}
+    if "vllm" in results and "floor" in results:
+        floor = {
+            "judge_over_floor": results["vllm"]["wall_s"] / results["floor"]["wall_s"],
+            "judge_over_floor_per_repeat": [round(ra["wall_s"] / rb["wall_s"], 3)
+                                            for ra, rb in zip(runs["vllm"][:done], runs["floor"][:done])],  # fmt: skip
+            "item_tokens_per_judgment": results["floor"]["mean_prompt_tokens"],
+            "judge_prompt_tokens_per_judgment": results["vllm"]["mean_prompt_tokens"],
+            "judge_uncached_prompt_tokens_per_judgment": results["vllm"].get("mean_uncached_prompt_tokens"),
+            "target": 1.5,
+        }
+        floor["met"] = floor["judge_over_floor"] <= floor["target"]
     agreement = None
     if done and "hf" in runs and "vllm" in runs:  # the same items (repeat 1), greedy on both
         sa, sb = runs["hf"][0]["scores"], runs["vllm"][0]["scores"]
@@ -317,6 +397,13 @@ def report(
                   + "; ".join(f"{k} " + ", ".join(f"{x:.2f}x" for x in v) for k, v in per_repeat.items()))  # fmt: skip
         if met:
             print("targets: " + ", ".join(f"{k} >= {targets[k]:.0f}x {'met' if ok else 'NOT met'}" for k, ok in met.items()))
+        if floor:
+            print(f"prefill floor: the judge takes {floor['judge_over_floor']:.2f}x the floor's time (per repeat "
+                  + ", ".join(f"{x:.2f}x" for x in floor["judge_over_floor_per_repeat"])
+                  + f"; target <= {floor['target']}x {'met' if floor['met'] else 'NOT met'}); per judgment "
+                  f"{floor['judge_prompt_tokens_per_judgment']:.0f} prompt tokens, "
+                  f"{floor['judge_uncached_prompt_tokens_per_judgment']:.0f} not from the prefix cache, "
+                  f"against the item's own {floor['item_tokens_per_judgment']:.0f}")  # fmt: skip
         if agreement is not None:
             print(f"hf and vllm gave the same scores on {agreement:.0%} of items (greedy, {args.dtype})")
 
@@ -344,6 +431,7 @@ def report(
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "ratios_per_repeat": per_repeat,
         "targets": {k: {"target": targets[k], "met": ok} for k, ok in met.items()},
+        "prefill_floor": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in floor.items()},
         "hf_vllm_score_agreement": agreement,
     }
     path = Path(args.out)
@@ -369,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64, help="run_job batch size (requests per backend call).")
     p.add_argument("--hf-batch-size", type=int, default=16, help="hf backend forward batch size.")
     p.add_argument("--max-num-seqs", type=int, default=256, help="vLLM: most sequences per engine step.")
+    p.add_argument("--max-num-batched-tokens", type=int, default=None,
+                   help="vLLM: most tokens per engine step (default: the backend's default).")  # fmt: skip
+    p.add_argument("--no-floor", action="store_true", help="Skip the prefill floor (bare generate of the items' texts).")
     p.add_argument("--kv-cache-gib", type=int, default=1, help="vLLM-CPU KV cache (GiB) when not set in the env.")
     p.add_argument("--no-prefix-caching", action="store_true", help="vLLM: disable prefix caching.")
     p.add_argument("--compile", action="store_true", help="vLLM: torch.compile (slower start) instead of eager.")
@@ -398,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     assert len(set(every)) == len(every), "items must be distinct"
 
     from judge.inputs._rubric import resolve_rubric
-    from judge.scoring._scoring import build_requests
+    from judge.scoring import Judge
 
     rubric = resolve_rubric(args.rubric)
     if rubric.mode != "pointwise":
@@ -411,10 +502,9 @@ def main(argv: list[str] | None = None) -> int:
         # The naive loop sends the judge prompt a user would: the rubric's messages, which ask for
         # the JSON verdict, with the job's max_tokens (no prefill, no constraint).
         job = _job([], tmp / "plan", args, model_dir, method="json")
-        naive_requests = [
-            [build_requests(rubric, item, job, "bench")[0] for item in items[: args.naive_n]] for items in item_sets
-        ]
-        naive_warmup = [build_requests(rubric, item, job, "bench")[0] for item in warmup]
+        naive_judge = Judge.from_spec(job.model_copy(update={"rubrics": [args.rubric]}))
+        naive_requests = [[naive_judge.requests(item)[0] for item in items[: args.naive_n]] for items in item_sets]
+        naive_warmup = [naive_judge.requests(item)[0] for item in warmup]
         # The systems alternate, repeat after repeat, so that a change in the machine's load
         # during the run hits them alike; each reports its fastest repeat.
         backends: dict[str, Any] = {}
@@ -441,9 +531,12 @@ def main(argv: list[str] | None = None) -> int:
                     enforce_eager=not args.compile,
                     enable_prefix_caching=not args.no_prefix_caching,
                     max_num_seqs=args.max_num_seqs,
+                    **({"max_num_batched_tokens": args.max_num_batched_tokens} if args.max_num_batched_tokens else {}),
                 )
                 setup["vllm_engine_start_s"] = time.perf_counter() - t0
             runs = {name: [] for name in backends}
+            if "vllm" in backends and not args.no_floor:
+                runs["floor"] = []
             for k in range(args.repeats):
                 for name, be in backends.items():
                     print(f"{name}: repeat {k + 1}/{args.repeats} ...", file=sys.stderr, flush=True)
@@ -451,6 +544,9 @@ def main(argv: list[str] | None = None) -> int:
                         runs[name].append(be.run(naive_requests[k], naive_warmup))
                     else:
                         runs[name].append(run_product(name, be, item_sets[k], warmup, args, tmp, k, model_dir))
+                    if name == "vllm" and "floor" in runs:
+                        print(f"floor: repeat {k + 1}/{args.repeats} ...", file=sys.stderr, flush=True)
+                        runs["floor"].append(run_floor(be, item_sets[k], tokenizer, args))
                 report(runs, setup, load_start, args, final=False)
         finally:
             for be in backends.values():

@@ -169,8 +169,10 @@ def test_the_same_pairs_in_two_batch_compositions_get_the_same_verdicts(vllm_bac
     # Every judgment says how far its verdict is from the noise, and the bf16 judge's near-ties are
     # reported as within it (the labelled pairs hold several for the 135M model).
     bound = noise_bound(vllm_backend.info().dtype)
+    noisy = sum(bool(j.extra["within_noise"]) for j in first.values())
+    print(f"within the noise (logit margin <= {bound}): {noisy}/{len(first)} per-order verdicts")
     for j in first.values():
         m = j.extra["logit_margin"]["winner"]
-        assert j.extra["within_noise"] is ((m if m is not None else math.inf) <= bound)
+        assert j.extra["within_noise"] is (bound > 0 and (m if m is not None else math.inf) <= bound)
         if j.extra["within_noise"]:
             assert j.winner == "tie"
