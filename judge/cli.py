@@ -399,6 +399,12 @@ from rlaif._cli import train_group  # noqa: E402
 
 main.add_command(train_group)
 
+# preference datasets (RLAIF; built from judged runs)
+
+from rlaif._prefs_cli import prefs_group  # noqa: E402
+
+main.add_command(prefs_group)
+
 
 if __name__ == "__main__":
     main()
