@@ -87,6 +87,8 @@ class PrefsConfig(_Strict):
 
 def load_prefs_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> PrefsConfig:
     """A config from YAML (optional) with flag overrides; errors name the file, line and field."""
+    import pydantic
+
     from judge.core._errors import ConfigError
     from judge.core._yaml import load_model
 
@@ -96,8 +98,11 @@ def load_prefs_config(path: str | Path | None, overrides: dict[str, Any] | None 
     base.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return PrefsConfig.model_validate(base)
-    except Exception as exc:  # pydantic's error, from a flag
-        raise ConfigError(f"preference config: {exc}") from None
+    except pydantic.ValidationError as exc:  # a flag's value (the file's own errors are located above)
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']} (given: {e.get('input')!r})" for e in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"preference config: {problems}") from None
 
 
 class PreferencePair(_Strict):

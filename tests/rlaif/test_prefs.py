@@ -276,3 +276,16 @@ def test_an_ambiguous_rubric_and_a_foreign_out_dir_are_errors(tmp_path: Path) ->
     with pytest.raises(DataError, match="not a preference dataset"):
         build_preferences(run, data, foreign, PrefsConfig(rubric="instruction_following", **NO_LENGTH))
     assert (foreign / "keep.txt").read_text() == "mine"
+
+
+def test_a_config_typo_is_an_error_naming_file_line_and_field(tmp_path: Path) -> None:
+    items = [pair_item(0)]
+    run, data = write_run(tmp_path, items, both("pair-0", 0.9, 0.9))
+    cfg = tmp_path / "prefs.yaml"
+    cfg.write_text("min_margin: 0.2\nlenght_mode: drop\n", encoding="utf-8")
+    args = ["prefs", "build", str(run), "--data", str(data), "--out", str(tmp_path / "out")]
+    res = CliRunner().invoke(main, args + ["--config", str(cfg)])
+    assert res.exit_code == 2 and f"{cfg}:2:14: lenght_mode: unknown field" in res.output
+    res = CliRunner().invoke(main, args + ["--min-margin", "0.7"])
+    assert res.exit_code == 2 and "min_margin: Input should be less than or equal to 0.5 (given: 0.7)" in res.output
+    assert not (tmp_path / "out").exists()
