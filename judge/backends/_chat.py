@@ -8,9 +8,10 @@ contains them must not be able to open a fake system or assistant turn.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from judge.backends._base import Prompt, split_prefill
+from judge.core._records import Message
 
 _ZWSP = "\u200b"
 
@@ -53,3 +54,27 @@ def render_chat_text(tokenizer: Any, prompt: Prompt) -> str:
 def render_chat_ids(tokenizer: Any, prompt: Prompt) -> list[int]:
     """Token ids of ``prompt``; the template supplies any BOS itself, so none is added here."""
     return list(tokenizer(render_chat_text(tokenizer, prompt), add_special_tokens=False)["input_ids"])
+
+
+def count_prompt_tokens(tokenizer: Any, prompt: Prompt) -> int:
+    """The exact number of tokens ``prompt`` reaches the model as: chat template and prefill included."""
+    return len(render_chat_ids(tokenizer, prompt))
+
+
+#: Tokens a chat template may add around the messages: role headers, a default system prompt
+#: (SmolLM2 adds one of ~20 tokens, Llama 3 a dated one of ~25), begin/end markers.
+TEMPLATE_ALLOWANCE = 256
+#: Tokens a template may add per message (role header and end-of-turn markers).
+PER_MESSAGE_ALLOWANCE = 16
+
+
+def prompt_token_bound(prompt: Sequence[Message | dict[str, str]]) -> int:
+    """An upper bound on ``prompt``'s token count without its tokenizer.
+
+    Every token of a BPE, byte-level or byte-fallback tokenizer covers at least one byte of the
+    text, so a text has at most as many tokens as UTF-8 bytes; the template adds at most the
+    allowances above. A prompt under this bound surely fits; one over it needs an exact count.
+    """
+    contents = (m["content"] if isinstance(m, dict) else m.content for m in prompt)
+    body = sum(len(c.encode("utf-8")) for c in contents)
+    return body + PER_MESSAGE_ALLOWANCE * len(prompt) + TEMPLATE_ALLOWANCE

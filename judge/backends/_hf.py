@@ -14,11 +14,15 @@ from judge.backends._base import (
     Prompt,
     TokenLogprob,
     as_param_list,
+    failed,
     fingerprint_model_dir,
+    identity_hash,
     register_backend,
     require,
+    too_long,
 )
 from judge.backends._chat import render_chat_ids
+from judge.core._errors import BackendError
 from judge.core._records import JudgeInfo, SamplingParams
 
 
@@ -40,10 +44,18 @@ class HFBackend:
         dtype: ``bfloat16`` (fast on CPUs with AVX512-BF16) or ``float32``.
         batch_size: prompts per forward pass.
         device: ``cpu`` or ``cuda``.
-        max_model_len: longest prompt + completion accepted.
+        max_model_len: longest prompt + completion accepted (capped by the model's own maximum
+            positions and its tokenizer's ``model_max_length``). A request whose prompt (chat
+            template and prefill included) plus ``max_tokens`` exceeds it is refused as
+            ``too_long`` and not run; the rest of its batch runs. None: the model's own maximum.
     """
 
     name = "hf"
+
+    @classmethod
+    def identity(cls, model: str, dtype: str = "bfloat16", **_: Any) -> str:
+        """The judge identity of this backend on ``model`` (a directory), without loading it."""
+        return identity_hash(cls.name, fingerprint_model_dir(model), dtype)
 
     def __init__(
         self,
@@ -51,7 +63,7 @@ class HFBackend:
         dtype: str = "bfloat16",
         batch_size: int = 16,
         device: str = "cpu",
-        max_model_len: int = 4096,
+        max_model_len: int | None = 4096,
     ) -> None:
         apply_runtime_defaults()
         torch = require("torch", "torch")
@@ -59,6 +71,7 @@ class HFBackend:
         self._torch = torch
         self.model_path = str(model)
         self.dtype = dtype
+        self.identity_args = {"model": self.model_path, "dtype": dtype}
         self.batch_size = batch_size
         self.device = device
         self.max_model_len = max_model_len
@@ -70,6 +83,7 @@ class HFBackend:
         self.model.to(device).eval()
         self._xgr_compiler: Any = None
         self._vocab_size = self.model.get_output_embeddings().weight.shape[0]
+        self.context_length = _context_length(max_model_len, self.model.config, self.tokenizer)
 
     def info(self) -> JudgeInfo:
         import transformers
@@ -101,31 +115,46 @@ class HFBackend:
         return xgr.contrib.hf.LogitsProcessor(compiled)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+        """Complete every prompt; one that cannot fit or fails on its own gets an error completion.
+
+        Each prompt's exact token count is checked against ``context_length`` before batching; one
+        that cannot fit with its ``max_tokens`` is refused (``too_long``). A batch that raises is
+        run again prompt by prompt, so only the prompts that fail alone fail (``backend``).
+        """
         plist = as_param_list(params, len(prompts))
         out: list[Completion | None] = [None] * len(prompts)
-        groups: dict[str, list[int]] = {}
-        for i, p in enumerate(plist):
-            groups.setdefault(p.model_dump_json(), []).append(i)
-        for idxs in groups.values():
-            for start in range(0, len(idxs), self.batch_size):
-                chunk = idxs[start : start + self.batch_size]
-                results = self._generate_batch([prompts[i] for i in chunk], plist[chunk[0]])
-                for i, r in zip(chunk, results):
+        groups: dict[str, list[tuple[int, list[int]]]] = {}
+        for i, (prompt, p) in enumerate(zip(prompts, plist)):
+            try:
+                ids = render_chat_ids(self.tokenizer, prompt)
+            except Exception as exc:  # a template that refuses this one prompt
+                out[i] = failed(exc)
+                continue
+            if len(ids) + p.max_tokens > self.context_length:
+                out[i] = too_long(len(ids), p.max_tokens, self.context_length)
+                continue
+            groups.setdefault(p.model_dump_json(), []).append((i, ids))
+        for group in groups.values():
+            for start in range(0, len(group), self.batch_size):
+                chunk = group[start : start + self.batch_size]
+                p = plist[chunk[0][0]]
+                try:
+                    results = self._generate_batch([ids for _, ids in chunk], p)
+                except Exception:
+                    results = [self._generate_one(ids, p) for _, ids in chunk]
+                for (i, _), r in zip(chunk, results):
                     out[i] = r
         return [c for c in out if c is not None]
 
-    def _generate_batch(self, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
-        torch = self._torch
-        ids = [render_chat_ids(self.tokenizer, p) for p in prompts]
-        width = max(len(x) for x in ids)
-        if width + params.max_tokens > self.max_model_len:
-            too_long = max(ids, key=len)
-            from judge.core._errors import BackendError
+    def _generate_one(self, ids: list[int], params: SamplingParams) -> Completion:
+        try:
+            return self._generate_batch([ids], params)[0]
+        except Exception as exc:
+            return failed(exc)
 
-            raise BackendError(
-                f"prompt of {len(too_long)} tokens + max_tokens {params.max_tokens} exceeds "
-                f"max_model_len {self.max_model_len}"
-            )
+    def _generate_batch(self, ids: list[list[int]], params: SamplingParams) -> list[Completion]:
+        torch = self._torch
+        width = max(len(x) for x in ids)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.device)
         attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
@@ -203,3 +232,14 @@ class HFBackend:
 
         gc.collect()
 
+
+def _context_length(max_model_len: int | None, config: Any, tokenizer: Any) -> int:
+    """The tightest of the configured length, the model's positions and the tokenizer's maximum."""
+    limits = [n for n in (max_model_len, getattr(config, "max_position_embeddings", None)) if n]
+    # Tokenizers without a maximum report a huge sentinel (int(1e30)); it is not a limit.
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < 10**8:
+        limits.append(tok_max)
+    if not limits:
+        raise BackendError("backend 'hf' needs the option max_model_len: the model states no maximum length")
+    return int(min(limits))

@@ -1,8 +1,16 @@
 """OpenAI-compatible HTTP backend: any server speaking ``/v1/chat/completions`` (e.g. ``vllm serve``).
 
 Requests run concurrently up to ``concurrency``, with retries and exponential backoff on
-connection errors, timeouts, 408/409/429 and 5xx (``Retry-After`` is honoured). Other 4xx answers
-are the caller's mistake and fail at once with the server's own message.
+connection errors, timeouts, 408/409/429 and 5xx (``Retry-After`` is honoured). One request that
+still fails, or that the server refuses (4xx), fails alone: its completion carries the server's
+message (``error_kind="backend"``) and the rest of the batch runs. Only what no request could
+survive raises: an unreachable server (every request of the call), 401/403/404 (key, URL, model).
+
+Length: when the served model's card (``/v1/models``) states ``max_model_len``, a prompt that may
+not fit with its ``max_tokens`` (by a byte bound, see :func:`judge.backends._chat.prompt_token_bound`)
+is counted exactly by the server's ``/tokenize`` (a vLLM extension) and refused as ``too_long``
+without being sent. Without a card length, the server's own 400 "maximum context length" answer
+is mapped to ``too_long``.
 
 Request fields (checked against vLLM's OpenAI server, ``vllm serve``):
 
@@ -27,7 +35,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from judge.core._errors import BackendError
-from judge.backends._base import Completion, Prompt, TokenLogprob, as_param_list, register_backend, split_prefill
+from judge.backends._base import (
+    Completion,
+    Prompt,
+    TokenLogprob,
+    as_param_list,
+    failed,
+    identity_hash,
+    register_backend,
+    split_prefill,
+    too_long,
+    too_long_message,
+)
+from judge.backends._chat import prompt_token_bound
 from judge.core._records import JudgeInfo, SamplingParams, stable_hash
 
 # Chat-control markers of common templates; broken up so judged text cannot open a fake turn on a
@@ -43,6 +63,25 @@ _MASKED_LOGPROB = -9999.0
 _MODEL_CARD_KEYS = ("id", "root", "parent", "owned_by", "max_model_len")
 
 _RETRY_STATUS = {408, 409, 429}
+# Answers that no other request of the job could escape: a bad key, a wrong URL or model name.
+_FATAL_STATUS = {401, 403, 404}
+
+# How servers word a prompt that does not fit (vLLM: "This model's maximum context length is 2048
+# tokens. However, your prompt contains 2100 input tokens..."; "...longer than the maximum model
+# length of 2048"; OpenAI: "This model's maximum context length is 8192 tokens...").
+_CONTEXT_ERROR = re.compile(r"maximum (?:context|model) length|context length exceeded|context_length_exceeded", re.I)
+_CONTEXT_NUMBER = re.compile(r"maximum (?:context|model) length (?:is |of )?\(?(\d+)", re.I)
+_PROMPT_NUMBER = re.compile(
+    r"prompt contains (?:at least )?(\d+) input tokens|prompt \(length (\d+)\)|input length \((\d+)\)", re.I
+)
+
+
+class _Unreachable(BackendError):
+    """No answer from the server after every retry: fatal when no request of the call got one."""
+
+
+class _Refused(BackendError):
+    """An answer that every request would get (401/403/404): always fatal."""
 
 
 def _neutralize(text: str) -> str:
@@ -77,6 +116,11 @@ class OpenAIBackend:
 
     name = "openai"
 
+    @classmethod
+    def identity(cls, model: str, base_url: str = "http://127.0.0.1:8000/v1", **_: Any) -> str:
+        """The judge identity of ``model`` served at ``base_url``, without asking the server."""
+        return identity_hash(cls.name, stable_hash([model, base_url.rstrip("/")]))
+
     def __init__(
         self,
         model: str,
@@ -94,6 +138,7 @@ class OpenAIBackend:
             raise BackendError(f"max_retries must be >= 0, got {max_retries}")
         self.model = model
         self.base_url = base_url.rstrip("/")
+        self.identity_args = {"model": model, "base_url": self.base_url}
         self.concurrency = concurrency
         self.max_retries = max_retries
         headers = {}
@@ -103,6 +148,10 @@ class OpenAIBackend:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s, limits=limits)
         self._info: JudgeInfo | None = None
+        #: The served model's context (its card's ``max_model_len``), known after :meth:`info`.
+        self.context_length: int | None = None
+        self._can_tokenize = True  # until the server answers /tokenize with 404
+        self._context_read = False
 
     # ------------------------------------------------------------------------------------------
     # HTTP
@@ -140,18 +189,55 @@ class OpenAIBackend:
             if not err.startswith("HTTP")
             else " The server keeps failing; see its log."
         )
-        raise BackendError(f"{method} {url} failed after {self.max_retries + 1} attempt(s): {err}.{hint}")
+        cls = BackendError if err.startswith("HTTP") else _Unreachable
+        raise cls(f"{method} {url} failed after {self.max_retries + 1} attempt(s): {err}.{hint}")
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, body: dict[str, Any]) -> dict[str, Any] | Completion:
+        """The server's JSON answer, or the completion of a request it refused for its length."""
         r = self._request("POST", "/chat/completions", body)
         if r.status_code != 200:
-            raise BackendError(
-                f"{self.base_url}/chat/completions rejected the request (HTTP {r.status_code}): {_server_message(r)}"
-            )
+            msg = _server_message(r)
+            if r.status_code == 400 and _CONTEXT_ERROR.search(msg):
+                return _too_long_from_server(msg, body["max_tokens"])
+            cls = _Refused if r.status_code in _FATAL_STATUS else BackendError
+            raise cls(f"{self.base_url}/chat/completions rejected the request (HTTP {r.status_code}): {msg}")
         try:
             return r.json()
         except ValueError:
             raise BackendError(f"{self.base_url}/chat/completions answered with non-JSON: {r.text[:300]!r}") from None
+
+    def _count_tokens(self, body: dict[str, Any]) -> int | None:
+        """The exact prompt tokens of a chat request by the server's ``/tokenize``; None without one."""
+        if not self._can_tokenize:
+            return None
+        keys = ("model", "messages", "add_generation_prompt", "continue_final_message")
+        try:
+            r = self._client.post(f"{self._root()}/tokenize", json={k: body[k] for k in keys if k in body})
+        except Exception:
+            return None  # the chat request itself will say what is wrong with the server
+        if r.status_code == 404:
+            self._can_tokenize = False
+        try:
+            return int(r.json()["count"]) if r.status_code == 200 else None
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def _read_context(self) -> None:
+        """The served model's ``max_model_len`` from its card, asked once (unknown if not stated)."""
+        if self._context_read or self.context_length is not None:
+            return
+        self._context_read = True
+        try:
+            r = self._client.get("/models", timeout=10.0)
+            cards = r.json().get("data", []) if r.status_code == 200 else []
+        except Exception:
+            return
+        card = next((m for m in cards if isinstance(m, dict) and m.get("id") == self.model), {})
+        if isinstance(card.get("max_model_len"), int) and card["max_model_len"] > 0:
+            self.context_length = card["max_model_len"]
+
+    def _root(self) -> str:
+        return self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
 
     # ------------------------------------------------------------------------------------------
     # Backend protocol
@@ -180,8 +266,10 @@ class OpenAIBackend:
                 )
             if match is not None:
                 card = {k: match.get(k) for k in _MODEL_CARD_KEYS if match.get(k) is not None}
+                if isinstance(card.get("max_model_len"), int) and card["max_model_len"] > 0:
+                    self.context_length = card["max_model_len"]
         version = "openai-compatible"
-        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        root = self._root()
         try:
             v = self._client.get(f"{root}/version", timeout=5.0)
             if v.status_code == 200 and isinstance(v.json(), dict) and v.json().get("version"):
@@ -224,7 +312,22 @@ class OpenAIBackend:
         return body
 
     def _one(self, prompt: Prompt, p: SamplingParams) -> Completion:
-        data = self._post(self._body(prompt, p))
+        """One request: refused when it cannot fit, failed alone when the server fails on it."""
+        body = self._body(prompt, p)
+        try:
+            ctx = self.context_length
+            if ctx is not None and prompt_token_bound(body["messages"]) + p.max_tokens > ctx:
+                n = self._count_tokens(body)  # near or over the limit: count exactly
+                if n is not None and n + p.max_tokens > ctx:
+                    return too_long(n, p.max_tokens, ctx)
+            data = self._post(body)
+            return data if isinstance(data, Completion) else self._completion(data)
+        except (_Unreachable, _Refused):
+            raise
+        except BackendError as exc:
+            return failed(str(exc))
+
+    def _completion(self, data: dict[str, Any]) -> Completion:
         try:
             choice = data["choices"][0]
             usage = data.get("usage") or {}
@@ -257,11 +360,40 @@ class OpenAIBackend:
             ) from None
 
     def generate(self, prompts: list[Prompt], params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+        """Complete every prompt concurrently; see the module docstring for what fails alone.
+
+        Raises:
+            BackendError: the server is unreachable, or refuses the key, the URL or the model.
+        """
         plist = as_param_list(params, len(prompts))
         if not prompts:
             return []
+        self._read_context()
+
+        def one(prompt: Prompt, p: SamplingParams) -> Completion | _Unreachable:
+            try:
+                return self._one(prompt, p)
+            except _Unreachable as exc:
+                return exc
+
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts))) as pool:
-            return list(pool.map(self._one, prompts, plist))
+            results = list(pool.map(one, prompts, plist))
+        lost = [r for r in results if isinstance(r, _Unreachable)]
+        if lost and len(lost) == len(results):
+            raise BackendError(str(lost[0])) from lost[0]  # the server is gone, not one request
+        return [failed(str(r)) if isinstance(r, _Unreachable) else r for r in results]
 
     def close(self) -> None:
         self._client.close()
+
+
+def _too_long_from_server(message: str, max_tokens: int) -> Completion:
+    """The ``too_long`` completion for a server's own context-length refusal, with its numbers."""
+    ctx, prompt = _CONTEXT_NUMBER.search(message), _PROMPT_NUMBER.search(message)
+    if ctx and prompt:
+        n = int(next(g for g in prompt.groups() if g))
+        if "at least" in prompt.group(0):  # vLLM stops tokenizing one token past the limit
+            msg = too_long_message(n, max_tokens, int(ctx.group(1))).replace("needs ", "needs at least ", 1)
+            return Completion(text="", prompt_tokens=n, error=msg, error_kind="too_long")
+        return too_long(n, max_tokens, int(ctx.group(1)))
+    return Completion(text="", error=f"the server refused the prompt's length: {message[:500]}", error_kind="too_long")

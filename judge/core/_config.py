@@ -62,6 +62,13 @@ class JudgeConfig(_Cfg):
         description="Backend options, e.g. dtype, max_model_len, enforce_eager, tensor_parallel_size "
         "(vllm); batch_size (hf); base_url, concurrency (openai).",
     )
+    truncation: Literal["none", "middle"] = Field(
+        default="none",
+        description="An item too long for the judge's context: none = a reject with its reason (tokens "
+        "needed, tokens available); middle = its judged texts (response(s), reference; the longest first) "
+        "lose their middle to a visible marker until it fits, recorded in the judgment's extra.truncation. "
+        "middle needs a local model directory (its tokenizer).",
+    )
 
 
 class SamplingConfig(_Cfg):

@@ -130,6 +130,11 @@ class JudgeTrace(_Record):
     texts_hash: str = Field(description="Hash of the item's texts as given (see texts_hash()).")
     prefill: str | None = Field(default=None, description="The start of the judge's answer, if prefilled.")
     prompt_version: int = Field(description="Version of the prompt template (judge.inputs PROMPT_VERSION).")
+    truncation: dict[str, int] = Field(
+        default_factory=dict,
+        description="Field -> tokens cut from its middle to fit the context (judge.truncation: middle); "
+        "texts_hash is then of the cut texts, which are what the judge saw.",
+    )
 
 
 class JudgeRequest(_Record):

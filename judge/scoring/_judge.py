@@ -24,6 +24,7 @@ from judge.core._errors import ConfigError
 from judge.core._records import Item, JudgeInfo, JudgeRequest, Judgment, PairVerdict, SamplingParams
 from judge.inputs._rubric import Rubric, resolve_rubric
 from judge.scoring._plan import ScorePlan, judge_tokenizer, sampling_for, score_plan
+from judge.scoring._fit import TruncationPolicy
 from judge.scoring._requests import Orders, build_requests, item_fits, judgment_from
 
 __all__ = ["Judge"]
@@ -46,6 +47,9 @@ class Judge:
         sampling: decoding settings (greedy by default).
         pairwise_orders: pairwise rubrics: ``both`` (the default), ``AB`` or ``random``.
         batch_size: requests sent to the backend at once by :meth:`score` and :meth:`compare`.
+        truncation: an item too long for the context: ``none`` leaves it to the backend, which
+            refuses it (``too_long``); ``middle`` cuts its judged texts to fit
+            (:func:`judge.scoring._fit.fit_item`), recorded in the judgment's ``extra.truncation``.
 
     Raises:
         ConfigError, RubricError: a bad rubric, an unknown backend or options it does not take,
@@ -63,6 +67,7 @@ class Judge:
         sampling: SamplingConfig | None = None,
         pairwise_orders: Orders = "both",
         batch_size: int = 64,
+        truncation: TruncationPolicy = "none",
     ) -> None:
         listed = [rubric] if isinstance(rubric, (str, Rubric)) else list(rubric)
         self.rubrics: list[Rubric] = [r if isinstance(r, Rubric) else resolve_rubric(r) for r in listed]
@@ -98,6 +103,13 @@ class Judge:
         else:
             raise ConfigError("a judge's backend is a backend name or a ready backend")
         self._tokenizer = judge_tokenizer(self.backend_name, self.model) if self.model else None
+        self.truncation: TruncationPolicy = truncation
+        self._options = dict(options or {})
+        if truncation != "none" and not (self.model and Path(self.model).is_dir()):
+            raise ConfigError(
+                f"judge.truncation {truncation!r} counts tokens with the judge's own tokenizer: it needs "
+                f"judge.model to be a local model directory, got {self.model!r}"
+            )
 
     # ------------------------------------------------------------------------------------------
     # Construction
@@ -127,6 +139,7 @@ class Judge:
             sampling=spec.sampling,
             pairwise_orders=spec.pairwise_orders,
             batch_size=batch_size,
+            truncation=jc.truncation,
         )
 
     @classmethod
@@ -183,23 +196,42 @@ class Judge:
         out: list[JudgeRequest] = []
         s = self.sampling
         for rubric in self.rubrics:
-            out.extend(
-                build_requests(
-                    rubric,
-                    item,
-                    self.judge_id,
-                    self.plan(rubric),
-                    self.params(rubric),
-                    orders=self.pairwise_orders,
-                    sanitize=self.scoring.sanitize,
-                    seed=s.seed,
-                )
-            )
+            plan, params = self.plan(rubric), self.params(rubric)
+
+            def build(it: Item, rubric: Rubric = rubric, plan: ScorePlan = plan, params: SamplingParams = params
+                      ) -> list[JudgeRequest]:  # fmt: skip
+                return build_requests(rubric, it, self.judge_id, plan, params, orders=self.pairwise_orders,
+                                      sanitize=self.scoring.sanitize, seed=s.seed)  # fmt: skip
+
+            reqs = build(item)
+            out.extend(reqs if self.truncation == "none" else self._fit(item, reqs, build, params.max_tokens))
         return out
+
+    def _fit(
+        self, item: Item, reqs: list[JudgeRequest], build: Callable[[Item], list[JudgeRequest]], max_tokens: int
+    ) -> list[JudgeRequest]:
+        """``reqs``, or the requests of ``item`` with its judged texts cut to fit the context."""
+        from judge.backends._chat import prompt_token_bound
+        from judge.scoring._fit import chat_tokenizer, fit_item
+
+        be = self._backend
+        ctx = getattr(be, "context_length", None) or self._options.get("max_model_len") or 4096  # backends' default
+        if all(prompt_token_bound(r.messages) + max_tokens <= ctx for r in reqs):
+            return reqs  # surely fits: no tokenizer needed
+        tok = getattr(be, "tokenizer", None) or chat_tokenizer(self.model)
+        fit = fit_item(item, lambda it: [r.messages for r in build(it)], tokenizer=tok, context_length=ctx,
+                       max_tokens=max_tokens, policy=self.truncation)  # fmt: skip
+        if not fit.truncation:
+            return reqs  # fits as it is, or cannot fit even cut: the backend refuses it with its reason
+        return [r.model_copy(update={"trace": r.trace.model_copy(update={"truncation": fit.truncation})})
+                for r in build(fit.item) if r.trace is not None]  # fmt: skip
 
     def read(self, request: JudgeRequest, completion: Completion, info: JudgeInfo, latency_s: float = 0.0) -> Judgment:
         """The judgment of one completion of ``request`` (unscored when it cannot be read)."""
-        return judgment_from(request, self._by_hash[request.rubric.hash], completion, info, latency_s)
+        j = judgment_from(request, self._by_hash[request.rubric.hash], completion, info, latency_s)
+        if request.trace is not None and request.trace.truncation:
+            j = j.model_copy(update={"extra": {**j.extra, "truncation": dict(request.trace.truncation)}})
+        return j
 
     # ------------------------------------------------------------------------------------------
     # The backend

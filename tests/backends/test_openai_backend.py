@@ -27,7 +27,12 @@ from judge.core._config import JobConfig
 from judge.runner._engine import run_job
 from judge.core._records import Item, Judgment, Message, SamplingParams
 from judge.inputs._rubric import resolve_rubric
-from judge.scoring._scoring import build_requests, parse_verdict
+from judge.scoring import Judge, parse_verdict
+
+
+def build_requests(rubric, item, cfg, judge_id):
+    """The requests of ``item`` by the judge ``cfg`` describes, for ``rubric``."""
+    return Judge.from_spec(cfg.model_copy(update={"rubrics": [rubric.id]})).requests(item)
 
 pytestmark = [pytest.mark.vllm, pytest.mark.model]
 
@@ -258,8 +263,9 @@ def test_transient_failures_are_retried_and_a_dead_server_is_a_clear_error(serve
         dead.generate([prompt], params)
     dead.close()
 
-    with pytest.raises(BackendError, match=r"rejected the request \(HTTP 400\).*max_tokens"):
-        backend.generate([prompt], SamplingParams(max_tokens=4000))  # > the server's max_model_len
+    # More than the served context: refused before sending, with the numbers (not a failed batch).
+    (too_much,) = backend.generate([prompt], SamplingParams(max_tokens=4000))
+    assert too_much.error_kind == "too_long" and too_much.error.endswith("+ 4000 generated, context is 2048")
 
 
 #: Largest |logprob(http) - logprob(local)| accepted for one token, in nats. Both sides run the
@@ -318,3 +324,118 @@ def test_same_greedy_tokens_as_the_local_vllm_engine(backend, vllm_backend, tmp_
                     assert abs(lp_http - lp_local) <= HTTP_TOL, (choice, side_by_side)
     print(f"\nlargest http-vs-local logprob difference: {worst:.4f} nats (tolerance {HTTP_TOL})")
     assert not remote[-1].text.startswith("one"), remote[-1].text  # continued, not restarted
+
+
+# ----------------------------------------------------------------------------------------------
+# One long item never fails its batch
+
+
+def _long_prompt(words: int) -> list[Message]:
+    return [Message(role="user", content="Summarise: " + " ".join(f"tide{i}" for i in range(words)))]
+
+
+def _local_count(model_dir: str, prompt: list[Message]) -> int:
+    from judge.backends._chat import render_chat_ids
+    from judge.scoring._fit import chat_tokenizer
+
+    return len(render_chat_ids(chat_tokenizer(model_dir), prompt))
+
+
+def test_an_over_long_prompt_is_refused_before_sending_and_the_rest_run(backend, model_dir):
+    backend.info()
+    assert backend.context_length == 2048  # the served model's card says so
+    short = [Message(role="user", content="Reply with one word: hello.")]
+    long = _long_prompt(1500)
+    n_long = _local_count(model_dir, long)
+    assert n_long > 2048
+    first, refused, last = backend.generate([short, long, short], SamplingParams(max_tokens=8))
+    assert refused.error_kind == "too_long" and refused.text == "" and refused.prompt_tokens == n_long
+    assert refused.error == f"needs {n_long} prompt tokens + 8 generated, context is 2048"
+    assert first.ok and last.ok and first.completion_tokens > 0 and first.text == last.text
+
+    # The exact count (the server's /tokenize, template and prefill included) decides at the boundary.
+    def near(k: int) -> list[Message]:
+        return [Message(role="user", content="Repeat: " + " ".join(["sea"] * k)),
+                Message(role="assistant", content="sea sea")]  # fmt: skip
+
+    lo, hi = 1, 2048
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _local_count(model_dir, near(mid)) <= 2048 - 4:
+            lo = mid
+        else:
+            hi = mid - 1
+    p, n = near(lo), _local_count(model_dir, near(lo))
+    room = 2048 - n
+    at_limit, over = backend.generate([p, p], [SamplingParams(max_tokens=room), SamplingParams(max_tokens=room + 1)])
+    assert at_limit.ok and at_limit.prompt_tokens == n and 0 < at_limit.completion_tokens <= room, at_limit.error
+    assert over.error == f"needs {n} prompt tokens + {room + 1} generated, context is 2048"
+
+
+def test_a_request_the_server_refuses_fails_alone(backend):
+    short = [Message(role="user", content="Reply with one word: hello.")]
+    bad = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(("}}, "required": ["a"]}
+    ok, broken = backend.generate([short, short], [SamplingParams(max_tokens=8),
+                                                   SamplingParams(max_tokens=8, json_schema=bad)])  # fmt: skip
+    assert ok.ok and ok.completion_tokens > 0
+    assert broken.error_kind == "backend" and broken.text == "" and "HTTP" in broken.error
+
+
+class _NoContextProxy(http.server.ThreadingHTTPServer):
+    """Forwards to the real server, but its model cards state no ``max_model_len`` (as many servers')."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        super().__init__(("127.0.0.1", 0), _NoContextHandler)
+
+
+class _NoContextHandler(http.server.BaseHTTPRequestHandler):
+    server: _NoContextProxy
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _reply(self, status: int, content: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    def do_GET(self) -> None:
+        r = httpx.get(self.server.upstream + self.path, timeout=30)
+        content = r.content
+        if self.path.rstrip("/").endswith("/models") and r.status_code == 200:
+            cards = r.json()
+            for card in cards.get("data", []):
+                card.pop("max_model_len", None)
+            content = json.dumps(cards).encode()
+        self._reply(r.status_code, content)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        r = httpx.post(self.server.upstream + self.path, content=body, headers={"content-type": "application/json"},
+                       timeout=120)  # fmt: skip
+        self._reply(r.status_code, r.content)
+
+
+def test_without_a_stated_context_the_servers_own_refusal_is_too_long(server, model_dir):
+    proxy = _NoContextProxy(server.removesuffix("/v1"))
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        be = create_backend("openai", model="bundled", base_url=f"http://127.0.0.1:{proxy.server_port}/v1")
+        be.info()
+        assert be.context_length is None  # nothing to check against before sending
+        long = _long_prompt(1500)
+        refused, answered = be.generate([long, [Message(role="user", content="Say hi.")]], SamplingParams(max_tokens=8))
+        assert refused.error_kind == "too_long" and refused.text == "", refused.error
+        assert "2048" in refused.error  # the server's context, from its own message
+        # vLLM stops counting one token past its limit: "at least 2049" is all it says.
+        assert refused.error in (f"needs {_local_count(model_dir, long)} prompt tokens + 8 generated, context is 2048",
+                                 "needs at least 2049 prompt tokens + 8 generated, context is 2048"), refused.error
+        assert answered.ok and answered.completion_tokens > 0
+        be.close()
+    finally:
+        proxy.shutdown()
+        proxy.server_close()

@@ -1,0 +1,113 @@
+"""One long item never fails its batch: the local backends on the real bundled model.
+
+Both backends run with a 1,024-token context so that a judge prompt is easily made too long. One
+engine of each kind for the module (vLLM: eager, ~30 s to start), shut down at teardown.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from judge.backends import create_backend
+from judge.backends._chat import render_chat_ids
+from judge.core._records import Item, Message, SamplingParams
+from judge.inputs._prompts import render_messages
+from judge.inputs._rubric import resolve_rubric
+
+pytestmark = [pytest.mark.model, pytest.mark.vllm]
+
+CONTEXT = 1024
+HELP = resolve_rubric("helpfulness")
+
+
+@pytest.fixture(scope="module")
+def vllm_small(model_dir):
+    be = create_backend("vllm", model=model_dir, max_model_len=CONTEXT, enforce_eager=True, kv_cache_gib=1)
+    yield be
+    be.close()
+
+
+@pytest.fixture(scope="module")
+def hf_small(model_dir):
+    be = create_backend("hf", model=model_dir, max_model_len=CONTEXT, batch_size=4)
+    yield be
+    be.close()
+
+
+@pytest.fixture(params=["vllm", "hf"])
+def backend(request):
+    return request.getfixturevalue(f"{request.param}_small")
+
+
+def judge_prompt(response: str) -> list[Message]:
+    return render_messages(HELP, Item(id="x", prompt="Describe the sea.", response=response), sanitize=True)
+
+
+SHORT = judge_prompt("The sea is large, salty and always moving.")
+LONG = judge_prompt(" ".join(f"wave{i}" for i in range(1500)))
+PREFILLED = [Message(role="user", content="Count from one to ten in words."),
+             Message(role="assistant", content="one, two, three,")]  # fmt: skip
+
+
+def test_backends_report_the_context_they_check(vllm_small, hf_small):
+    assert vllm_small.context_length == CONTEXT  # read back from the engine
+    assert hf_small.context_length == CONTEXT  # the option, under the model's 8,192 positions
+
+
+def test_a_long_prompt_is_refused_and_the_rest_of_its_batch_runs(backend):
+    n_long = len(render_chat_ids(backend.tokenizer, LONG))
+    assert n_long > CONTEXT
+    params = SamplingParams(max_tokens=8)
+    short, long, cont = backend.generate([SHORT, LONG, PREFILLED], params)
+    assert long.error_kind == "too_long" and long.text == "" and long.prompt_tokens == n_long
+    assert long.error == f"needs {n_long} prompt tokens + 8 generated, context is {CONTEXT}"
+    for c, prompt in ((short, SHORT), (cont, PREFILLED)):
+        assert c.ok and c.error is None, c.error
+        assert c.completion_tokens > 0 and c.text and c.finish_reason in ("stop", "length")
+        assert c.prompt_tokens == len(render_chat_ids(backend.tokenizer, prompt))
+    # The long prompt was never sent: the others got exactly what they get without it.
+    alone = backend.generate([SHORT, PREFILLED], params)
+    assert [c.text for c in alone] == [short.text, cont.text]
+
+
+def test_the_check_counts_the_template_and_the_prefill_exactly(backend):
+    # A prefilled prompt a few tokens short of the context, so the boundary costs little to generate.
+    def prompt(k: int) -> list[Message]:
+        return [Message(role="user", content="Repeat: " + " ".join(["sea"] * k)),
+                Message(role="assistant", content="sea sea")]  # fmt: skip
+
+    lo, hi = 1, CONTEXT
+    while lo < hi:  # the most words whose prompt leaves at least 4 tokens
+        mid = (lo + hi + 1) // 2
+        if len(render_chat_ids(backend.tokenizer, prompt(mid))) <= CONTEXT - 4:
+            lo = mid
+        else:
+            hi = mid - 1
+    p = prompt(lo)
+    n = len(render_chat_ids(backend.tokenizer, p))
+    room = CONTEXT - n
+    assert 4 <= room < 12
+    at_limit, over = backend.generate([p, p], [SamplingParams(max_tokens=room), SamplingParams(max_tokens=room + 1)])
+    assert at_limit.ok and at_limit.prompt_tokens == n and 0 < at_limit.completion_tokens <= room, at_limit.error
+    assert over.error_kind == "too_long"
+    assert over.error == f"needs {n} prompt tokens + {room + 1} generated, context is {CONTEXT}"
+
+
+#: A schema whose regular expression does not compile: the engine's grammar compiler refuses it.
+BAD_SCHEMA = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(("}}, "required": ["a"]}
+
+
+def test_a_request_the_engine_fails_on_fails_alone(backend):
+    ok = SamplingParams(max_tokens=6)
+    bad = SamplingParams(max_tokens=6, json_schema=BAD_SCHEMA)
+    first, broken, last = backend.generate([SHORT, SHORT, PREFILLED], [ok, bad, ok])
+    assert broken.error_kind == "backend" and broken.text == "" and broken.error
+    assert first.ok and last.ok and first.completion_tokens > 0 and last.completion_tokens > 0
+    if backend.name == "vllm":
+        # vLLM itself refuses the whole call with the bad request in it: the backend retried one by one.
+        ids = [render_chat_ids(backend.tokenizer, p) for p in (SHORT, SHORT, PREFILLED)]
+        with pytest.raises(Exception):
+            backend._run(ids, [ok, bad, ok])
+    # The engine is still usable afterwards, and nothing of the failed call leaks into the next.
+    (again,) = backend.generate([SHORT], ok)
+    assert again.ok and again.text == first.text
