@@ -148,15 +148,16 @@ def uncached_tokens(cfg, data: Path, block: int = 16) -> dict:
     from judge.eval._run import _items
     from judge.backends._models import resolve_model
     from judge.inputs._rubric import resolve_rubric
-    from judge.scoring._scoring import build_requests
+    from judge.scoring import Judge
 
     tok = AutoTokenizer.from_pretrained(resolve_model(cfg.judge.model))
     rubric = resolve_rubric(cfg.rubrics[0])
     kind, rows, _ = read_labelled(data)
     seen: set[tuple[int, ...]] = set()
     total = fresh = n = 0
+    judge = Judge.from_spec(cfg)
     for item in _items(kind, rows):
-        for req in build_requests(rubric, item, cfg, "bench"):
+        for req in judge.requests(item):
             ids = render_chat_ids(tok, req.messages)
             cached = 0
             for end in range(block, len(ids) + 1, block):

@@ -137,7 +137,7 @@ def judge(
     )
     with stdout_to_stderr(as_json):
         if cfg.jury is not None:
-            from judge.analysis._jury import run_jury
+            from judge.runner import run_jury
 
             summary = run_jury(cfg, progress=not no_progress)
         elif cfg.cluster.enabled:

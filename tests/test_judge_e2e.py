@@ -21,7 +21,7 @@ from judge.runner._engine import job_paths, run_job
 from judge.inputs._prompts import prompt_hash, render_messages
 from judge.core._records import Item, Judgment, stable_hash
 from judge.inputs._rubric import resolve_rubric
-from judge.scoring._scoring import sampling_for, score_plan
+from judge.scoring import Judge, rebuild_messages
 
 pytestmark = [pytest.mark.model]
 
@@ -90,9 +90,10 @@ def check_traceable(judgments: list[Judgment], cfg: JobConfig, backend: str, mod
         assert j.kind == rubric.mode
         assert j.judge.model == model_dir and j.judge.model_hash == model_hash
         assert j.judge.backend == backend and j.judge.backend_version and j.judge.dtype == "bfloat16"
-        plan = score_plan(rubric, cfg)
+        judge = Judge.from_spec(cfg)
+        plan = judge.plan(rubric)
         assert j.extra["method"] == plan.method
-        assert j.sampling == sampling_for(rubric, cfg)
+        assert j.sampling == judge.params(rubric)
         # The prompt hash is that of the exact messages, rebuilt here from the item and the rubric.
         messages = render_messages(
             rubric, items[j.item_id], j.order, sanitize=cfg.scoring.sanitize, prefill=plan.prefill
@@ -136,7 +137,7 @@ def test_vllm_job_writes_traceable_judgments(vllm_job, model_dir):
     # Constrained decoding: the small judge's output always parses.
     assert summary.unscored == 0 and all(j.status == "scored" for j in judgments)
     assert summary.prompt_tokens == sum(j.prompt_tokens for j in judgments)
-    assert summary.judge["backend"] == "vllm"
+    assert summary.judge.backend == "vllm"
 
 
 @pytest.mark.vllm

@@ -94,7 +94,7 @@ def injection_report(
         attacked response, or the written score rose.
     """
     from judge.runner._engine import run_job
-    from judge.scoring._scoring import score_plan
+    from judge.scoring import Judge
     from judge.analysis._verdicts import read_judgments, read_pair_verdicts, verdicts_path
 
     rubric = resolve_rubric(cfg.rubrics[0])
@@ -156,7 +156,7 @@ def injection_report(
     return {
         "rubric": rubric.id,
         "mode": rubric.mode,
-        "method": score_plan(rubric, job).method,
+        "method": Judge.from_spec(job).plan(rubric).method,
         "sanitize": cfg.scoring.sanitize,
         "value": "P(attacked response wins)" if rubric.mode == "pairwise" else "overall score in [0, 1]",
         "items": len(items),

@@ -15,6 +15,7 @@ from judge.inputs._data import (
     validation_reason,
 )
 from judge.inputs._prompts import (
+    PROMPT_VERSION,
     REMINDER,
     data_block,
     neutralize_imitations,
@@ -39,6 +40,7 @@ __all__ = [
     "DuplicateIndex",
     "FewShotExample",
     "ItemReader",
+    "PROMPT_VERSION",
     "REMINDER",
     "RUBRIC_DIR",
     "Reject",
