@@ -289,3 +289,42 @@ def test_a_config_typo_is_an_error_naming_file_line_and_field(tmp_path: Path) ->
     res = CliRunner().invoke(main, args + ["--min-margin", "0.7"])
     assert res.exit_code == 2 and "min_margin: Input should be less than or equal to 0.5 (given: 0.7)" in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_written_by_the_job_runner_with_a_scripted_judge(tmp_path: Path) -> None:
+    """The files `judgeloop judge` writes (judgments, verdicts from its end step) are what prefs reads."""
+    import math
+    import re
+
+    from judge.backends import Completion, ScriptedBackend, TokenLogprob
+    from judge.core._config import JobConfig
+    from judge.runner._engine import run_job
+
+    block = re.compile(r"<<<DATA-([0-9a-f]{12}) ([^>\n]+)>>>\n(.*?)\n<<<END-\1>>>", re.S)
+
+    def respond(prompt, params):
+        # Right in both orders: the response holding the answer wins, whatever position it is shown in.
+        texts = {name: text for _, name, text in block.findall(next(m.content for m in reversed(prompt) if m.role == "user"))}
+        good_a = any(k in texts["response A"] for k in ("12", "Blue"))
+        top = {"A": 0.9, "B": 0.05, "tie": 0.05} if good_a else {"B": 0.9, "A": 0.05, "tie": 0.05}
+        best = max(top, key=top.get)
+        t = TokenLogprob(token=best, logprob=math.log(top[best]), top={k: math.log(v) for k, v in top.items()})
+        return Completion(text=best, tokens=[t], prompt_tokens=10, completion_tokens=1, finish_reason="length")
+
+    rows = [
+        {"id": "arith", "prompt": "What is 3 * 4?", "response_a": "3 * 4 = 12.", "response_b": "3 * 4 = 7, clearly."},
+        {"id": "topic", "prompt": "Name a colour.", "response_a": "I like trains.", "response_b": "Blue."},
+    ]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cfg = JobConfig(data=data, output=tmp_path / "run" / "judgments.jsonl", rubrics=["instruction_following"])
+    run_job(cfg, backend=ScriptedBackend(respond), progress=False)
+    r = build_preferences(tmp_path / "run", data, tmp_path / "out", PrefsConfig(test_fraction=0, max_length_ratio=3))
+    assert r.pairs == 2 and r.candidates == 2
+    chosen = {row["item_ids"][0]: row["chosen"][0]["content"] for row in _rows(tmp_path / "out")}
+    assert chosen == {"arith": "3 * 4 = 12.", "topic": "Blue."}
+    for row in _rows(tmp_path / "out"):
+        assert row["p_a_ab"] == pytest.approx(row["p_a_ba"]) and row["margin"] == pytest.approx(abs(row["p_a_ab"] - 0.5))
+        back = walk_back(row)
+        assert {j.order for j in back.judgments} == {"AB", "BA"} and back.judgments[0].trace is not None
+        assert row["audit_scope"].endswith(f"|v{back.judgments[0].trace.prompt_version}")
