@@ -111,3 +111,23 @@ def test_a_request_the_engine_fails_on_fails_alone(backend):
     # The engine is still usable afterwards, and nothing of the failed call leaks into the next.
     (again,) = backend.generate([SHORT], ok)
     assert again.ok and again.text == first.text
+
+
+def test_a_judge_with_middle_truncation_scores_the_long_item_on_the_real_model(backend):
+    from judge.scoring import Judge
+
+    long = Item(id="long", prompt="Describe the sea.", response=" ".join(f"wave{i}" for i in range(1500)))
+    short = Item(id="short", prompt="Describe the sea.", response="The sea is large, salty and always moving.")
+    refusing = Judge("helpfulness", backend)
+    by_id = {j.item_id: j for j in refusing.score([long, short])}
+    assert by_id["long"].status == "unscored" and by_id["long"].extra["error_kind"] == "too_long"
+    assert by_id["short"].status == "scored"
+
+    judge = Judge("helpfulness", backend, truncation="middle")
+    by_id = {j.item_id: j for j in judge.score([long, short])}
+    cut = by_id["long"]
+    assert cut.status == "scored", cut.error
+    assert set(cut.extra["truncation"]) == {"response"} and cut.extra["truncation"]["response"] > 1000
+    assert cut.trace.truncation == cut.extra["truncation"]
+    assert cut.prompt_tokens <= CONTEXT and cut.prompt_tokens > CONTEXT - 64  # cut to fit, not far below
+    assert by_id["short"].status == "scored" and "truncation" not in by_id["short"].extra
