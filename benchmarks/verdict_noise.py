@@ -21,7 +21,7 @@ cost of a dtype is a ratio measured in the same run.
     python benchmarks/verdict_noise.py --dtype bfloat16 --repeats 3
     python benchmarks/verdict_noise.py --batch-invariant          # also try VLLM_BATCH_INVARIANT=1
 
-Run it under the machine's heavy lock (``flock /tmp/jl-heavy.lock ...``).
+Run it on an otherwise idle machine: another engine on the same cores moves its timings.
 """
 
 from __future__ import annotations
