@@ -9,8 +9,12 @@ from judge.backends._base import (
     Completion,
     Prompt,
     TokenLogprob,
+    backend_identity,
     backend_names,
+    check_backend,
     create_backend,
+    generate_each,
+    identity_of,
     register_backend,
 )
 from judge.backends._scripted import ScriptedBackend
@@ -21,7 +25,11 @@ __all__ = [
     "Prompt",
     "ScriptedBackend",
     "TokenLogprob",
+    "backend_identity",
     "backend_names",
+    "check_backend",
     "create_backend",
+    "generate_each",
+    "identity_of",
     "register_backend",
 ]
