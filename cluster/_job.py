@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from cluster._pool import JudgePool
 from cluster._runtime import connect
-from judge.core._errors import DataError
 from judge.core._config import JobConfig
 from judge.runner import BatchResult, JobSummary
 from judge.core._records import JudgeRequest

@@ -6,14 +6,13 @@ rubric + item into messages, and reads scores from what comes back.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from pathlib import Path
 from typing import Any, Callable, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from judge.core._errors import BackendError, ConfigError, MissingDependencyError
+from judge.core._errors import ConfigError, MissingDependencyError
 from judge.core._records import JudgeInfo, Message, SamplingParams
 
 Prompt = list[Message]

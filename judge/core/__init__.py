@@ -46,6 +46,7 @@ __all__ = [
     "JudgeConfig",
     "JudgeInfo",
     "JudgeRequest",
+    "JudgeSpec",
     "JudgeloopError",
     "Judgment",
     "JuryConfig",

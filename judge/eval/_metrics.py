@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from judge.analysis._metrics import accuracy, bootstrap_ci, cohen_kappa, confusion_matrix, kendall_tau, pearson, spearman
+from judge.analysis._metrics import bootstrap_ci, cohen_kappa, confusion_matrix, kendall_tau, pearson, spearman
 from judge.core._labels import HUMAN_LABELS, human_label
 
 __all__ = ["PAIR_COLS", "PAIR_ROWS", "pair_prediction", "pairwise_metrics", "pointwise_metrics"]

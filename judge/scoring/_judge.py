@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from judge.backends._base import Backend, Completion, backend_identity, check_backend, generate_each, identity_of
 from judge.core._config import JudgeConfig, JudgeSpec, SamplingConfig, ScoringConfig, load_judge_spec

