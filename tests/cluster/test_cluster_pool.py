@@ -13,7 +13,7 @@ import time
 import pytest
 
 from cluster import JudgePool, check_model_on_nodes, connect, run_cluster_job
-from judge.core._errors import ClusterError
+from judge.core._errors import ClusterError, ConfigError
 from judge.core._config import JobConfig
 
 pytestmark = pytest.mark.ray
@@ -103,9 +103,17 @@ def test_a_job_with_nothing_to_do_starts_no_workers(tmp_path, ray_local):
 
 def test_a_worker_that_cannot_create_its_backend_fails_the_start_at_once(tmp_path, ray_local):
     cfg = _cfg(tmp_path, n=4)
-    cfg.judge.options["no_such_option"] = 1
-    with pytest.raises(ClusterError, match=r"worker w\d failed to start: .*no_such_option"):
+    cfg.judge.options["max_model_len"] = 0  # a known option whose value only the backend itself refuses
+    with pytest.raises(ClusterError, match=r"worker w\d failed to start: .*max_model_len must be >= 1"):
         run_cluster_job(cfg, progress=False)
+
+
+def test_an_unknown_backend_option_fails_before_ray_starts(tmp_path, ray_local):
+    cfg = _cfg(tmp_path, n=4)
+    cfg.judge.options["no_such_option"] = 1
+    with pytest.raises(ConfigError, match=r"backend 'scripted' has no option\(s\) \['no_such_option'\]"):
+        run_cluster_job(cfg, progress=False)
+    assert not cfg.output.parent.exists()
 
 
 @pytest.mark.parametrize(
