@@ -197,35 +197,7 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None 
     A file sets defaults; required fields it leaves out (data, output_dir) may come from the flags,
     so the file alone is validated with placeholders for them. Errors name file, line, field, value.
     """
-    import pydantic
+    from judge.core._yaml import load_with_overrides
 
-    from judge.core._yaml import format_validation_error, load_model
-
-    base: dict[str, Any] = {}
-    if path is not None:
-        required = {n: "-" for n, f in TrainConfig.model_fields.items() if f.is_required()}
-        required["algorithm"] = (overrides or {}).get("algorithm") or "dpo"
-        in_file: set[str] = set()
-
-        def build(data: dict[str, Any]) -> TrainConfig:
-            in_file.update(data)
-            return TrainConfig.model_validate({**required, **data})
-
-        base = load_model(Path(path), TrainConfig, ConfigError, "training config", build).model_dump(exclude_unset=True)
-        for name in set(required) - in_file:
-            base.pop(name, None)
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        target = base
-        parts = key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(target.get(part), dict):  # absent, or null in the file (ray: ~)
-                target[part] = {}
-            target = target[part]
-        target[parts[-1]] = value
-    try:
-        return TrainConfig.model_validate(base)
-    except pydantic.ValidationError as exc:
-        source = f"{path} with command-line options" if path is not None else "command-line options"
-        raise ConfigError(format_validation_error(exc, source, None, "training config", TrainConfig)) from None
+    placeholders = {"algorithm": (overrides or {}).get("algorithm") or "dpo"}
+    return load_with_overrides(path, TrainConfig, ConfigError, "training config", overrides, placeholders)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from judge.core._errors import ConfigError
 from judge.core._records import Item
-from judge.core._yaml import load_model
+from judge.core._yaml import load_model, load_with_overrides
 
 __all__ = [
     "COLUMN_TARGETS",
@@ -246,35 +246,4 @@ def load_judge_spec(path: str | Path) -> JudgeSpec:
 
 def load_job_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> JobConfig:
     """Load a job config file (optional) and apply dotted-key overrides (``judge.backend``)."""
-    import pydantic
-
-    base: dict[str, Any] = {}
-    if path is not None:
-        # A config file sets defaults: required fields (data, output) may come from the command line,
-        # so the file alone is validated with placeholders for those it leaves out.
-        required = {n: "-" for n, f in JobConfig.model_fields.items() if f.is_required()}
-        in_file: set[str] = set()
-
-        def build(data: dict[str, Any]) -> JobConfig:
-            in_file.update(data)
-            return JobConfig.model_validate({**required, **data})
-
-        base = load_model(Path(path), JobConfig, ConfigError, "job config", build).model_dump(exclude_unset=True)
-        for name in set(required) - in_file:
-            base.pop(name, None)
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        target = base
-        parts = key.split(".")
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-        target[parts[-1]] = value
-    try:
-        return JobConfig.model_validate(base)
-    except pydantic.ValidationError as exc:
-        from judge.core._yaml import format_validation_error
-
-        # The file validated on its own: what fails now comes from the options (or is still missing).
-        source = f"{path} with command-line options" if path is not None else "command-line options"
-        raise ConfigError(format_validation_error(exc, source, None, "job config", JobConfig)) from None
+    return load_with_overrides(path, JobConfig, ConfigError, "job config", overrides)

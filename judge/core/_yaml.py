@@ -165,3 +165,50 @@ def load_model(
         return (build or model.model_validate)(data)
     except pydantic.ValidationError as exc:
         raise error(format_validation_error(exc, source, node, what, model)) from None
+
+
+def load_with_overrides(
+    path: str | Path | None,
+    model: type[pydantic.BaseModel],
+    error: type[JudgeloopError],
+    what: str,
+    overrides: dict[str, Any] | None = None,
+    placeholders: dict[str, Any] | None = None,
+) -> Any:
+    """A config file (optional) as defaults, with dotted-key overrides (``judge.backend``) on top.
+
+    Required fields the file leaves out may come from the overrides (the command line), so the
+    file alone is validated with placeholders for them (``placeholders`` adds or replaces some,
+    e.g. a discriminator taken from the command); the placeholders are then dropped again. A
+    ``None`` override is no override. Errors in the file are located by line; what fails after the
+    overrides are applied is reported against "<file> with command-line options".
+    """
+    base: dict[str, Any] = {}
+    if path is not None:
+        required = {n: "-" for n, f in model.model_fields.items() if f.is_required()}
+        required.update(placeholders or {})
+        in_file: set[str] = set()
+
+        def build(data: dict[str, Any]) -> Any:
+            in_file.update(data)
+            return model.model_validate({**required, **data})
+
+        base = load_model(Path(path), model, error, what, build).model_dump(exclude_unset=True)
+        for name in set(required) - in_file:
+            base.pop(name, None)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        target = base
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(target.get(part), dict):  # absent, or null in the file (section: ~)
+                target[part] = {}
+            target = target[part]
+        target[parts[-1]] = value
+    try:
+        return model.model_validate(base)
+    except pydantic.ValidationError as exc:
+        # The file validated on its own: what fails now comes from the options (or is still missing).
+        source = f"{path} with command-line options" if path is not None else "command-line options"
+        raise error(format_validation_error(exc, source, None, what, model)) from None
