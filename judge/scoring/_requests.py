@@ -158,6 +158,25 @@ def _round(x: float) -> float:
     return round(x, 6)
 
 
+def _traced(request: JudgeRequest, completion: Completion, info: JudgeInfo, latency_s: float) -> dict[str, Any]:
+    """The fields every judgment of ``request`` carries, scored or not: where it came from and what it cost."""
+    return {
+        "key": request.key,
+        "item_id": request.item_id,
+        "rubric": request.rubric,
+        "judge": info,
+        "sampling": request.sampling,
+        "prompt_hash": request.prompt_hash,
+        "kind": request.kind,
+        "order": request.order,
+        "raw_output": completion.text,
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": completion.completion_tokens,
+        "latency_s": round(latency_s, 6),
+        "trace": request.trace,
+    }
+
+
 def judgment_from(
     request: JudgeRequest, rubric: Rubric, completion: Completion, info: JudgeInfo, latency_s: float
 ) -> Judgment:
@@ -171,22 +190,10 @@ def judgment_from(
     if completion.error is not None:
         # A request that failed on its own (the backend said so): unscored, with the backend's words.
         return Judgment(
-            key=request.key,
-            item_id=request.item_id,
-            rubric=request.rubric,
-            judge=info,
-            sampling=request.sampling,
-            prompt_hash=request.prompt_hash,
-            kind=request.kind,
-            order=request.order,
+            **_traced(request, completion, info, latency_s),
             status="unscored",
-            raw_output=completion.text,
             error=f"{completion.error_kind or 'backend'} error: {completion.error}",
             extra={"error_kind": completion.error_kind or "backend"},
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-            latency_s=round(latency_s, 6),
-            trace=request.trace,
         )
     last = request.messages[-1] if request.messages else None
     prefill = last.content if last is not None and last.role == "assistant" else None
@@ -249,24 +256,12 @@ def judgment_from(
         extra["p_a"] = {"A": 1.0, "B": 0.0, "tie": 0.5}[winner]
         extra["p_source"] = "verdict"
     return Judgment(
-        key=request.key,
-        item_id=request.item_id,
-        rubric=request.rubric,
-        judge=info,
-        sampling=request.sampling,
-        prompt_hash=request.prompt_hash,
-        kind=request.kind,
-        order=request.order,
+        **_traced(request, completion, info, latency_s),
         status="scored" if scored else "unscored",
         scores=scores if scored else None,
         overall=_round(overall) if scored and overall is not None else None,
         winner=winner if scored else None,  # type: ignore[arg-type]
         rationale=verdict.rationale,
-        raw_output=completion.text,
         error=error,
         extra=extra,
-        prompt_tokens=completion.prompt_tokens,
-        completion_tokens=completion.completion_tokens,
-        latency_s=round(latency_s, 6),
-        trace=request.trace,
     )
