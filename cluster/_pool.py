@@ -23,22 +23,15 @@ import time
 from collections import deque
 from typing import Any, Iterator
 
-from cluster._runtime import (
-    Connection,
-    bundle_shapes,
-    check_model_on_nodes,
-    check_resources,
-    import_ray,
-)
+from cluster._runtime import Connection, bundle_shapes, check_model_on_nodes, check_resources, import_ray
 from cluster._slots import Task as _Task
 from cluster._slots import WorkerSlot as _Worker
 from cluster._slots import error_text as _error_text
 from cluster._slots import worker_options
 from cluster._worker import JudgeWorker
 from judge.core._errors import ClusterError
-from judge.core._config import JobConfig
+from judge.core._config import ClusterConfig, JobConfig, ModelConfig
 from judge.runner._task import BatchResult
-from judge.core._records import JudgeRequest
 
 __all__ = ["JudgePool", "worker_options"]
 
@@ -55,20 +48,26 @@ class JudgePool:
     Args:
         cfg: the job; ``cfg.judge`` says what each worker loads, ``cfg.cluster`` how many and where.
         connection: the Ray connection (see :func:`cluster.connect`); Ray must be initialised.
+        model, cluster: instead of ``cfg``, what each worker loads and the pool's size, e.g. a
+            policy writing candidates: the workers serve any requests with messages and sampling.
     """
 
-    def __init__(self, cfg: JobConfig, connection: Connection | None = None) -> None:
+    def __init__(self, cfg: JobConfig | None = None, connection: Connection | None = None, *,
+                 model: ModelConfig | None = None, cluster: ClusterConfig | None = None) -> None:  # fmt: skip
         from judge.backends._models import resolve_model
 
-        self.cfg = cfg
-        self.cc = cfg.cluster
+        if cfg is not None:
+            model, cluster = cfg.judge, cfg.cluster
+        if model is None or cluster is None:
+            raise ClusterError("a pool needs a job config, or both model= and cluster=")
+        self.cfg, self.model_cfg, self.cc = cfg, model, cluster
         self._conn = connection or Connection(address="existing", owned=False)
         self._ray = import_ray()
         if not self._ray.is_initialized():
             raise ClusterError("Ray is not initialised: call cluster.connect(cfg.cluster) first")
-        backend = cfg.judge.backend
-        self._model = resolve_model(cfg.judge.model) if backend != "openai" else cfg.judge.model
-        self._tp = int(cfg.judge.options.get("tensor_parallel_size", 1) or 1)
+        backend = model.backend
+        self._model = resolve_model(model.model) if backend != "openai" else model.model
+        self._tp = int(model.options.get("tensor_parallel_size", 1) or 1)
         check_resources(self.cc, self._tp, self._conn)
         self._workers = [_Worker(name=f"w{i}", index=i) for i in range(self.cc.workers)]
         self._pgs: list[Any] = []
@@ -106,7 +105,7 @@ class JudgePool:
         t0 = time.perf_counter()
         cc, timeout = self.cc, self.cc.startup_timeout_s
         shapes = bundle_shapes(cc, self._tp)
-        backend = self.cfg.judge.backend
+        backend = self.model_cfg.backend
         if backend in LOCAL_MODEL_BACKENDS:
             check_model_on_nodes(self._model, shapes[0], timeout)
 
@@ -154,7 +153,7 @@ class JudgePool:
                 w.name,
                 backend,
                 self._model,
-                worker_options(backend, self.cfg.judge.options, self._tp),
+                worker_options(backend, self.model_cfg.options, self._tp),
                 backend in LOCAL_MODEL_BACKENDS,
                 slot,
                 cores,
@@ -248,8 +247,8 @@ class JudgePool:
         self.retries += 1
         waiting.appendleft(task)  # retried first, on whichever worker is free next
 
-    def run(self, batches: Iterator[list[JudgeRequest]]) -> Iterator[BatchResult]:
-        """Send batches to free workers and yield their results in completion order."""
+    def run(self, batches: Iterator[list[Any]]) -> Iterator[BatchResult]:
+        """Send batches (of any requests with messages and sampling) to free workers and yield their results in completion order."""
         ray = self._ray
         RayError = ray.exceptions.RayError
         # A worker process lost (killed, out of memory, its node gone): wait for Ray to restart it.

@@ -17,13 +17,17 @@ from judge.core import (
 )
 from judge.analysis import length_bias, position_bias, self_preference
 from judge.core import (
+    GenerateConfig,
+    GenerationSamplingConfig,
     JobConfig,
     JudgeConfig,
     JudgeSpec,
     JuryConfig,
     JuryMember,
+    ModelConfig,
     SamplingConfig,
     ScoringConfig,
+    load_generate_config,
     load_job_config,
     load_judge_spec,
 )
@@ -59,6 +63,8 @@ __all__ = [
     "DataError",
     "EvalReport",
     "FewShotExample",
+    "GenerateConfig",
+    "GenerationSamplingConfig",
     "Item",
     "JobConfig",
     "JobSummary",
@@ -76,6 +82,7 @@ __all__ = [
     "JuryVerdict",
     "Message",
     "MissingDependencyError",
+    "ModelConfig",
     "PairVerdict",
     "Rubric",
     "RubricError",
@@ -101,6 +108,7 @@ __all__ = [
     "length_bias",
     "list_rubrics",
     "load_attacks",
+    "load_generate_config",
     "load_job_config",
     "load_judge_spec",
     "load_rubric",

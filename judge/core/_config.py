@@ -18,14 +18,19 @@ from judge.core._yaml import load_model, load_with_overrides
 __all__ = [
     "COLUMN_TARGETS",
     "ClusterConfig",
+    "GENERATE_COLUMNS",
+    "GenerateConfig",
+    "GenerationSamplingConfig",
     "JobConfig",
     "JudgeConfig",
     "JudgeSpec",
     "JuryConfig",
     "JuryMember",
+    "ModelConfig",
     "SamplingConfig",
     "ScoringConfig",
     "label_text",
+    "load_generate_config",
     "load_job_config",
     "load_judge_spec",
 ]
@@ -48,8 +53,8 @@ class _Cfg(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class JudgeConfig(_Cfg):
-    """Which model judges, on which backend."""
+class ModelConfig(_Cfg):
+    """A model on a backend: what a judge or a policy runs on."""
 
     backend: str = Field(default="vllm", description="Inference backend: vllm, hf, openai (or a registered name).")
     model: str = Field(
@@ -62,6 +67,11 @@ class JudgeConfig(_Cfg):
         description="Backend options, e.g. dtype, max_model_len, enforce_eager, tensor_parallel_size "
         "(vllm); batch_size (hf); base_url, concurrency (openai).",
     )
+
+
+class JudgeConfig(ModelConfig):
+    """Which model judges, on which backend."""
+
     truncation: Literal["none", "middle"] = Field(
         default="none",
         description="An item too long for the judge's context: none = a reject with its reason (tokens "
@@ -102,6 +112,88 @@ class ClusterConfig(_Cfg):
         description="Seconds to wait for the workers' resources and for each worker's backend to load "
         "(at start and after a restart) before failing with a ClusterError.",
     )
+
+
+#: The names a generation job's `columns` may map.
+GENERATE_COLUMNS = ("id", "prompt", "system")
+
+
+class GenerationSamplingConfig(_Cfg):
+    """Decoding settings for a policy writing candidates: sampled (temperature > 0), seeded, recorded."""
+
+    temperature: float = Field(
+        default=0.8, ge=0.0, le=2.0, description="Sampling temperature; 0 (greedy) only with k: 1."
+    )
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0, description="Nucleus mass, in (0, 1].")
+    max_tokens: int = Field(default=256, ge=1, le=32768, description="Most tokens one candidate may have.")
+    seed: int = Field(
+        default=0,
+        ge=0,
+        description="Base seed. Candidate i of prompt p is sampled with a seed derived from (seed, p, i), "
+        "recorded with the candidate: the same config writes the same texts, and k candidates differ.",
+    )
+
+
+class GenerateConfig(_Cfg):
+    """Candidate generation: a policy model writes ``k`` sampled responses to every prompt.
+
+    A round config carries it as its ``generate:`` section beside the judging settings, so one file
+    serves ``judgeloop generate`` (prompts -> candidates) and ``judgeloop judge`` (candidates ->
+    judgments): the judge's ``data`` is where the candidates go.
+    """
+
+    data: Path = Field(
+        description="Prompts dataset: JSONL, JSON, CSV, Parquet or a datasets directory, one prompt per row "
+        "with a 'prompt' column and optionally 'id' and 'system'. Other columns are kept with each "
+        "candidate (prompt_meta)."
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Field name -> the dataset's column for it, e.g. {prompt: instruction}. Fields: "
+        + ", ".join(GENERATE_COLUMNS)
+        + ".",
+    )
+    output: Path | None = Field(
+        default=None,
+        description="Candidates file (JSONL), directly judgeable as a pointwise dataset. None: the round "
+        "config's `data` (what `judgeloop judge` reads). Rejects, summary and cache are written beside it.",
+    )
+    policy: ModelConfig = Field(
+        default_factory=ModelConfig, description="The policy model that writes the candidates, on which backend."
+    )
+    k: int = Field(default=4, ge=1, le=1024, description="Candidates per prompt.")
+    sampling: GenerationSamplingConfig = Field(
+        default_factory=GenerationSamplingConfig, description="Decoding settings (sampled, seeded)."
+    )
+    round: int = Field(default=0, ge=0, description="The RLAIF round these candidates belong to (recorded).")
+    batch_size: int = Field(default=64, ge=1, description="Requests sent to the backend at once.")
+    limit: int | None = Field(default=None, ge=1, description="Generate for the first N valid prompts only.")
+    pairs: bool = Field(
+        default=False,
+        description="Also write <stem>.pairs.jsonl: every pair of one prompt's generated candidates as a "
+        "pairwise item (response_a / response_b), for judging with a pairwise rubric.",
+    )
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(GENERATE_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown} in columns; the fields are {list(GENERATE_COLUMNS)}")
+        empty = sorted(k for k, col in v.items() if not col)
+        if empty:
+            raise ValueError(f"columns: field(s) {empty} map to an empty column name")
+        return v
+
+    @model_validator(mode="after")
+    def _sampled_when_several(self) -> "GenerateConfig":
+        if self.k > 1 and self.sampling.temperature == 0:
+            raise ValueError(
+                f"@sampling.temperature: 0 is greedy decoding, which makes the k={self.k} candidates of a "
+                "prompt identical (no preference can be drawn between them); set a temperature > 0 "
+                "(e.g. 0.8) or k: 1"
+            )
+        return self
 
 
 class ScoringConfig(_Cfg):
@@ -208,6 +300,10 @@ class JobConfig(JudgeSpec):
     limit: int | None = Field(default=None, ge=1, description="Judge only the first N valid items.")
     jury: JuryConfig | None = Field(default=None, description="Judge with several judges and aggregate.")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Where the job runs.")
+    generate: GenerateConfig | None = Field(
+        default=None,
+        description="Candidate generation for `judgeloop generate` (an RLAIF round); judging ignores it.",
+    )
     cache_dir: Path | None = Field(
         default=None,
         description="Directory of a judgment cache shared by jobs (judgments.sqlite in it). None keeps "
@@ -247,3 +343,47 @@ def load_judge_spec(path: str | Path) -> JudgeSpec:
 def load_job_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> JobConfig:
     """Load a job config file (optional) and apply dotted-key overrides (``judge.backend``)."""
     return load_with_overrides(path, JobConfig, ConfigError, "job config", overrides)
+
+
+def load_generate_config(
+    path: str | Path | None, overrides: dict[str, Any] | None = None
+) -> tuple[GenerateConfig, ClusterConfig]:
+    """The ``generate:`` section of a round config, its output settled, and the config's cluster section.
+
+    The file is validated whole (its judging keys too), but ``data`` and ``output`` of the judging
+    job may be absent: a file may describe only the generation. ``generate.output`` defaults to
+    the judging job's ``data``, so ``judgeloop judge`` on the same file judges the candidates.
+
+    Raises:
+        ConfigError: no ``generate`` section, no output to write to, or an invalid value.
+    """
+    from judge.core._yaml import load_yaml
+
+    source = str(path) if path is not None else "command-line options"
+    top: Any = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read round config: {exc.strerror or exc}") from None
+        top, _ = load_yaml(text, str(path), ConfigError)
+    top = top if isinstance(top, dict) else {}
+    given = {k for k, v in (overrides or {}).items() if v is not None}
+    absent = [n for n in ("data", "output") if n not in top and n not in given]
+    # A judging field the file leaves out gets a placeholder; it is never used below.
+    filled = {**{n: "-" for n in absent}, **(overrides or {})}
+    cfg = load_with_overrides(path, JobConfig, ConfigError, "round config", filled)
+    if cfg.generate is None:
+        raise ConfigError(
+            f"{source}: no `generate:` section; `judgeloop generate` needs one (data: prompts file, policy, k, "
+            "sampling, round; see configs/rlaif_round.yaml)"
+        )
+    gen = cfg.generate
+    if gen.output is None:
+        if "data" in absent:
+            raise ConfigError(
+                f"{source}: generate.output: not set, and there is no top-level `data` (the judge's input) to "
+                "default to; set generate.output to the candidates file"
+            )
+        gen = gen.model_copy(update={"output": cfg.data})
+    return gen, cfg.cluster
