@@ -307,6 +307,18 @@ from rlaif._prefs_cli import prefs_group  # noqa: E402
 
 main.add_command(prefs_group)
 
+# candidate generation (RLAIF; a policy writes k candidates per prompt)
+
+from rlaif._gen_cli import generate_command  # noqa: E402
+
+main.add_command(generate_command)
+
+# the gated RLAIF loop
+
+from rlaif._loop_cli import loop_command  # noqa: E402
+
+main.add_command(loop_command)
+
 
 if __name__ == "__main__":
     main()

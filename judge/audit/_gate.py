@@ -226,6 +226,7 @@ def gate(
     name: str = "default",
     reps: int = 500,
     seed: int = 0,
+    runs: Sequence[str] | None = None,
 ) -> GateDecision:
     """Decide whether the judge's feedback may be used (see the module docstring).
 
@@ -240,6 +241,8 @@ def gate(
             None = every scope of the most recent sampling run. The RLAIF loop passes its judge's.
         canary: a :class:`~judge.audit.CanaryCheck`; a flagged drop fails the gate.
         name: the gate's name (overrides are recorded per name).
+        runs: sampling run ids whose labels count; None = every run. The RLAIF loop passes its
+            round's run, so each round's judgments are cleared by labels of their own sample.
         reps: bootstrap resamples for kappa.
         seed: bootstrap seed.
     """
@@ -247,6 +250,7 @@ def gate(
         raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
     if not 0 <= min_agreement <= 1:
         raise ConfigError(f"min_agreement must be in [0, 1], got {min_agreement}")
+    only = set(runs) if runs is not None else None
     samples = store.samples()
     runs = {r.run_id: r for r in store.runs()}
     if scopes is None:
@@ -256,6 +260,8 @@ def gate(
         last = design[-1].run_id
         scopes = sorted({scope_key(*s.scope) for s in design if s.run_id == last})
     units = [u for u in collect_units(samples, store.labels()) if u.sample.inclusion_prob is not None]
+    if only is not None:
+        units = [u for u in units if u.sample.run_id in only]
     grouped: dict[str, dict[str, list[Unit]]] = defaultdict(dict)
     for (sc, run_id), us in group_units(units).items():
         grouped[sc][run_id] = us

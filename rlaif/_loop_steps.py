@@ -1,0 +1,219 @@
+"""The steps of one loop round, each resumable on its own (see :mod:`rlaif._loop`)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from judge.core._config import GenerateConfig, GenerationSamplingConfig, JobConfig, ModelConfig
+
+__all__ = ["Steps"]
+
+
+class Steps:
+    """Runs the steps of a round; holds what lives across rounds (the judge's backend, the audit store)."""
+
+    def __init__(self, cfg: Any, judge_backend: Any | None, progress: bool, until_gate: bool,
+                 override: tuple[str, str] | None) -> None:
+        self.cfg = cfg
+        self.progress = progress
+        self.until_gate = until_gate
+        self.override = override
+        self._judge_backend = judge_backend
+        self._owns_judge = False
+        self._store: Any | None = None
+
+    # ------------------------------------------------------------------------------------------
+    # Shared resources
+
+    def judge_backend(self) -> Any | None:
+        """The judge's backend, created once (the judge is the same every round); None on a cluster."""
+        if self.cfg.cluster.enabled:
+            return None
+        if self._judge_backend is None:
+            from judge.backends._base import create_backend
+            from judge.backends._models import resolve_model
+
+            jc = self.cfg.judge.judge
+            model = resolve_model(jc.model) if jc.backend != "openai" else jc.model
+            self._judge_backend = create_backend(jc.backend, model=model, **jc.options)
+            self._owns_judge = True
+        return self._judge_backend
+
+    def store(self) -> Any:
+        if self._store is None:
+            from judge.audit._store import AuditStore
+
+            self._store = AuditStore(self.cfg.audit.store)
+        return self._store
+
+    def close(self) -> None:
+        if self._owns_judge and self._judge_backend is not None:
+            self._judge_backend.close()
+        self._judge_backend = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # ------------------------------------------------------------------------------------------
+    # Jobs the steps run
+
+    def _generate(self, rd: Any, data: Path, output: Path, model: str, k: int, sampling: GenerationSamplingConfig,
+                  limit: int | None, pairs: bool = False) -> dict[str, Any]:
+        from rlaif._generate import generate_candidates
+
+        g = self.cfg.generate
+        gc = GenerateConfig(
+            data=data, columns=dict(self.cfg.columns), output=output, k=k, sampling=sampling, round=rd.r,
+            policy=ModelConfig(backend=g.backend, model=model, options=dict(g.options)),
+            batch_size=g.batch_size, limit=limit, pairs=pairs,
+        )
+        if self.cfg.cluster.enabled:
+            summary = generate_candidates(gc, cluster=self.cfg.cluster, progress=self.progress)
+        else:
+            summary = generate_candidates(gc, progress=self.progress)
+        return summary.model_dump(mode="json")
+
+    def _judge(self, data: Path, output: Path, rubrics: list[str], orders: str | None = None) -> dict[str, Any]:
+        spec = self.cfg.judge
+        job = JobConfig.model_validate({
+            **spec.model_dump(), "rubrics": rubrics, "data": data, "output": output,
+            "pairwise_orders": orders or spec.pairwise_orders, "batch_size": self.cfg.generate.batch_size,
+            "cluster": self.cfg.cluster.model_dump(),
+        })
+        if self.cfg.cluster.enabled:
+            from cluster import run_cluster_job
+
+            summary = run_cluster_job(job, progress=self.progress)
+        else:
+            from judge.runner._engine import run_job
+
+            summary = run_job(job, backend=self.judge_backend(), progress=self.progress)
+        return {"judgments": str(output), "items": summary.items, "new": summary.new_judgments,
+                "resumed": summary.resumed, "cached": summary.cached, "failed": summary.failed,
+                "rejected": summary.rejected, "unscored": summary.unscored, "judge_s": summary.judge_s}
+
+    # ------------------------------------------------------------------------------------------
+    # The steps, in order
+
+    def generate(self, rd: Any, state: Any) -> dict[str, Any]:
+        g = self.cfg.generate
+        sampling = g.sampling.model_copy(update={"seed": g.sampling.seed + rd.r})
+        out = self._generate(rd, self.cfg.prompts, rd.candidates, rd.policy_in, g.k, sampling, self.cfg.limit,
+                             pairs=rd.pairwise)
+        return {**out, "candidates": str(rd.candidates), "policy": rd.policy_in}
+
+    def judge(self, rd: Any, state: Any) -> dict[str, Any]:
+        data = rd.candidates.with_name(rd.candidates.stem + ".pairs.jsonl") if rd.pairwise else rd.candidates
+        return {**self._judge(data, rd.judgments, list(self.cfg.judge.rubrics)), "data": str(data)}
+
+    def audit(self, rd: Any, state: Any) -> dict[str, Any]:
+        from judge.audit._load import load_items, load_judgments, load_rubrics
+        from judge.audit._sampling import SampleConfig, draw_sample
+
+        a = self.cfg.audit
+        js = load_judgments(rd.judgments)
+        data = Path(state.done(rd.r, "judge")["data"])
+        items = load_items(data, {j.item_id for j in js})
+        res = draw_sample(js, SampleConfig(budget=a.budget, seed=a.seed + rd.r), items=items,
+                          rubrics=load_rubrics(list(self.cfg.judge.rubrics), js))
+        res.run.source = str(rd.judgments)
+        store = self.store()
+        store.add_run(res.run)
+        added = store.add_samples(res.samples)
+        return {"run_id": res.run_id, "samples": len(res.samples), "new": added, "population": res.population,
+                "store": str(a.store)}
+
+    def gate(self, rd: Any, state: Any) -> dict[str, Any]:
+        from judge.audit._gate import gate, override_scope
+        from judge.audit._load import load_judgments
+        from judge.audit._records import Override
+        from judge.audit._sampling import judgment_scope
+        from rlaif._loop import LoopStopped
+
+        a = self.cfg.audit
+        run_id = state.done(rd.r, "audit")["run_id"]
+        scopes = sorted({judgment_scope(j) for j in load_judgments(rd.judgments)})
+        name = f"loop:{self.cfg.run_dir.name}:round-{rd.r}"
+        kw: dict[str, Any] = dict(min_agreement=a.min_agreement, min_labels=a.min_labels, min_kappa=a.min_kappa,
+                                  critical_strata=a.critical_strata, alpha=a.alpha, scopes=scopes, name=name,
+                                  runs=[run_id])
+        store = self.store()
+        decision = gate(store, **kw)
+        if not decision.passed and self.override is not None:
+            who, why = self.override
+            for sc in decision.scopes:
+                store.add_override(Override(reviewer=who, reason=why, scope=override_scope(
+                    name, sc, a.min_agreement, a.min_labels, a.min_kappa, a.critical_strata)))
+            decision = gate(store, **kw)
+        shown = None
+        while not decision.passed and self.until_gate:
+            if decision.reasons != shown:
+                shown = decision.reasons
+                print(f"loop: round {rd.r}: waiting for reviewers:\n  " + "\n  ".join(decision.reasons),
+                      file=sys.stderr, flush=True)
+            time.sleep(a.poll_s)
+            decision = gate(store, **kw)
+        record = decision.model_dump(mode="json")
+        from judge.core._io import atomic_write
+
+        atomic_write(rd.dir / "gate.json", decision.model_dump_json(indent=1) + "\n")
+        if not decision.passed:
+            cmd = "judgeloop loop --config CONFIG"
+            raise LoopStopped(
+                f"round {rd.r}: the oversight gate did not clear the judge, so this round's feedback is not "
+                f"used for training:\n  " + "\n  ".join(decision.reasons)
+                + f"\nLabel the round's audit sample (judgeloop audit serve --store {a.store}) and rerun "
+                f"`{cmd}` (or add --until-gate to wait); to go on anyway, a person overrides with "
+                f"`{cmd} --override-by NAME --reason TEXT` (recorded).",
+                rd.r, "gate", decision.reasons,
+            )
+        return {"passed": True, "overridden": decision.overridden, "gate": name, "scopes": decision.scopes,
+                "reasons": decision.reasons, "overrides": record["overrides"]}
+
+    def prefs(self, rd: Any, state: Any) -> dict[str, Any]:
+        from rlaif._prefs_build import build_preferences
+
+        data = Path(state.done(rd.r, "judge")["data"])
+        report = build_preferences(rd.judgments, data, rd.prefs, self.cfg.prefs, audit_store=self.cfg.audit.store)
+        return {"prefs": str(rd.prefs), "pairs": report.pairs, "train": report.train, "test": report.test,
+                "excluded": report.excluded, "build_id": report.build_id}
+
+    def mix(self, rd: Any, state: Any) -> dict[str, Any]:
+        from rlaif._loop_data import mix_training_rows
+
+        prefs = {r: Path(s["prefs"]["prefs"]) for r, s in state.rounds().items() if "prefs" in s}
+        rep = mix_training_rows(rd.r, prefs, rd.mix, algorithm=self.cfg.train["algorithm"],
+                                policy=self.cfg.data_policy, human=self.cfg.human_data, seed=self.cfg.prefs.seed + rd.r)
+        return {**rep.model_dump(mode="json"), "data": str(rd.mix)}
+
+    def train(self, rd: Any, state: Any) -> dict[str, Any]:
+        from rlaif._train import train
+        from rlaif._train_config import TrainConfig
+
+        tc = TrainConfig.model_validate({**self.cfg.train, "model": rd.policy_in, "ref_model": rd.policy_in,
+                                         "data": str(rd.mix), "output_dir": str(rd.policy_out)})
+        from judge.core._io import atomic_write
+
+        atomic_write(rd.dir / "train_config.json", tc.model_dump_json(indent=1) + "\n")
+        res = train(tc, progress=self.progress)
+        return res.to_dict()
+
+    def eval(self, rd: Any, state: Any) -> dict[str, Any]:
+        from rlaif._loop_eval import eval_pairs, win_rate
+
+        e = self.cfg.eval
+        prompts = e.prompts or self.cfg.prompts
+        greedy = GenerationSamplingConfig(temperature=0.0, top_p=1.0, max_tokens=e.max_tokens, seed=0)
+        if rd.r == 0:
+            self._generate(rd, prompts, rd.eval_old, rd.policy_in, 1, greedy, e.limit)
+        self._generate(rd, prompts, rd.eval_new, str(rd.policy_out), 1, greedy, e.limit)
+        n = eval_pairs(rd.eval_new, rd.eval_old, rd.eval_pairs)
+        if n == 0:
+            return {"pairs": 0, "win_rate": None, "ci": None, "note": "no prompt answered by both policies"}
+        self._judge(rd.eval_pairs, rd.eval_judgments, [e.rubric], orders="both")
+        wr = win_rate(rd.eval_judgments, rd.r, str(rd.policy_out), str(rd.eval_old), e.rubric, reps=e.reps,
+                      seed=self.cfg.prefs.seed)
+        return wr.model_dump(mode="json")
