@@ -117,11 +117,8 @@ def sample_cmd(judgments: str, budget: str, store_path: str, seed: int, data: st
     proportion (at least two per rubric). Each sample records its stratum and inclusion probability;
     running the same command again adds nothing.
     """
-    from judge.audit._load import load_items, load_judgments, load_jury_agreement, load_rubrics
-    from judge.audit._sampling import SampleConfig, draw_sample
-    from judge.audit._store import AuditStore
+    from judge.audit._job import sample_judgments
 
-    js = load_judgments(judgments)
     rubric_refs = list(rubrics)
     if config_path:
         from judge.core._config import load_job_config
@@ -129,16 +126,11 @@ def sample_cmd(judgments: str, budget: str, store_path: str, seed: int, data: st
         cfg = load_job_config(config_path, {"output": judgments})
         data = data or str(cfg.data)
         rubric_refs = rubric_refs or list(cfg.rubrics)
-    items = load_items(data, {j.item_id for j in js}) if data else {}
     if not data:
         click.echo("note: no --data or --config: samples carry no texts, and injections cannot be flagged", err=True)
-    cfg_s = SampleConfig(budget=_budget(budget), seed=seed, uniform_share=uniform_share, policy=policy)
-    result = draw_sample(js, cfg_s, items=items, rubrics=load_rubrics(rubric_refs, js),
-                         jury_agreement=load_jury_agreement(jury_path) if jury_path else None, handpicked=handpicked)
-    result.run.source = str(judgments)
-    store = AuditStore(store_path)
-    store.add_run(result.run)
-    added = store.add_samples(result.samples)
+    result, added = sample_judgments(judgments, store_path, _budget(budget), seed=seed, data=data,
+                                     rubric_refs=rubric_refs, jury_path=jury_path, handpicked=handpicked,
+                                     uniform_share=uniform_share, policy=policy)
     click.echo(f"run {result.run_id}: {len(result.samples)} samples from {result.population} decisions ({added} new) -> {store_path}")
     for cell, info in sorted(result.cells.items()):
         click.echo(f"  {info['stratum']:<18} {cell[:28]:<28} N {info['N']:>6}  n {info['n']:>4}  pi {info['inclusion_prob']:.4f}")

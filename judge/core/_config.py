@@ -21,6 +21,7 @@ __all__ = [
     "GENERATE_COLUMNS",
     "GenerateConfig",
     "GenerationSamplingConfig",
+    "JobAudit",
     "JobConfig",
     "JudgeConfig",
     "JudgeSpec",
@@ -277,6 +278,44 @@ class JudgeSpec(_Cfg):
     )
 
 
+class JobAudit(_Cfg):
+    """Oversight of a judging job: its audit sample, drawn as it finishes, and its canary re-score."""
+
+    store: Path | None = Field(
+        default=None, description="Audit store (SQLite). None: audit.sqlite beside the job's output."
+    )
+    budget: float | None = Field(
+        default=None,
+        gt=0,
+        description="Decisions to sample for human review when the job ends: a count (50) or a share (0.05). "
+        "None draws no sample (`judgeloop audit sample` can, later).",
+    )
+    seed: int = Field(default=0, description="Seed of the draw (recorded with every sample).")
+    uniform_share: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Share of the budget for the rubrics' rest cells (the rest: risk strata)."
+    )
+    canary: Path | None = Field(
+        default=None,
+        description="A frozen human-labelled anchor set (the `judgeloop eval` format) re-scored by every job with "
+        "the same judge (cached), and compared with the last accepted run's report: judge drift is flagged.",
+    )
+    canary_accepted: Path | None = Field(
+        default=None,
+        description="The last accepted canary report. None: <store>.canary-accepted.json, which a passing "
+        "`judgeloop audit gate --canary-report` (or the RLAIF loop's gate) replaces.",
+    )
+
+    def store_for(self, output: Path) -> Path:
+        """The store of a job writing ``output``."""
+        return self.store if self.store is not None else Path(output).parent / "audit.sqlite"
+
+    def accepted_for(self, output: Path) -> Path:
+        """The accepted canary report of a job writing ``output``."""
+        if self.canary_accepted is not None:
+            return self.canary_accepted
+        return Path(str(self.store_for(output)) + ".canary-accepted.json")
+
+
 class JobConfig(JudgeSpec):
     """A batch judging job: a judge (see :class:`JudgeSpec`) plus data, output and runner settings."""
 
@@ -303,6 +342,9 @@ class JobConfig(JudgeSpec):
     generate: GenerateConfig | None = Field(
         default=None,
         description="Candidate generation for `judgeloop generate` (an RLAIF round); judging ignores it.",
+    )
+    audit: JobAudit | None = Field(
+        default=None, description="Draw the job's audit sample as it ends (audit.budget); re-score a canary set."
     )
     cache_dir: Path | None = Field(
         default=None,

@@ -161,6 +161,8 @@ def run_eval(
     bootstrap: int = 1000,
     calibrate_: bool = False,
     save_path: str | Path | None = None,
+    executor: Any = None,
+    judge_id: str | None = None,
 ) -> EvalReport:
     """Judge a labelled set with ``cfg`` and report agreement with the labels.
 
@@ -174,6 +176,8 @@ def run_eval(
         bootstrap: bootstrap replicates for the 95% intervals (0 = none).
         calibrate_: fit the tie threshold and jury weights on this set.
         save_path: with calibration, write the calibrated judge config here.
+        executor: where a single judge's batches run (e.g. a judging job's, lent to its canary),
+            with ``judge_id`` its judge's identity (see :func:`judge.runner.run_job`).
 
     Returns:
         The report (also written to ``<output_dir>/report.json`` as :meth:`EvalReport.to_json`).
@@ -210,7 +214,7 @@ def run_eval(
     if cfg.jury is None:
         rubrics = [resolve_rubric(r) for r in cfg.rubrics]
         _check_rubrics(kind, rubrics, rows)
-        summary = run_job(job, backend=backend, progress=progress)
+        summary = run_job(job, backend=backend, progress=progress, executor=executor, judge_id=judge_id)
         info = summary.judge
         report.judge = info.model_dump(mode="json") if hasattr(info, "model_dump") else dict(info or {})
         report.timing = EvalTiming(

@@ -157,8 +157,13 @@ def run_job(
     )
     runner = Runner(JudgeTask(judge), executor, paths.part, ledger, cache, rejects, cfg.batch_size, bar, on_batch)
     completed = False
+    canary = None
     try:
         counts = runner.run(reader)
+        if cfg.audit is not None and cfg.audit.canary is not None:
+            from judge.audit._job import run_canary  # oversight sits above the runner: imported on use
+
+            canary = run_canary(cfg, paths.output, executor, judge.judge_id, progress=False)
         completed = True
     finally:
         bar.close()
@@ -176,6 +181,11 @@ def run_job(
     from judge.runner._finish import finish_job
 
     finish_job(cfg, paths.output, judge.rubrics, summary)  # statistics, pair verdicts file, bias diagnostics
+    summary.canary = canary
+    if cfg.audit is not None and cfg.audit.budget is not None:
+        from judge.audit._job import sample_job
+
+        summary.audit_sample = sample_job(cfg, paths.output)
     summary.wall_s = time.perf_counter() - t0
     atomic_write(paths.summary, summary.to_json())
     return summary

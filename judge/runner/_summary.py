@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from judge.core._records import JudgeInfo
 from judge.inputs._data import DatasetReport
 
-__all__ = ["CriterionStat", "ExecutorStats", "JobSummary", "PairsSummary", "RubricSummary", "WorkerStats"]
+__all__ = ["CanaryRun", "CriterionStat", "ExecutorStats", "JobSample", "JobSummary", "PairsSummary", "RubricSummary", "WorkerStats"]
 
 
 class _Report(BaseModel):
@@ -86,6 +86,31 @@ class ExecutorStats(_Report):
     gpu_s_per_1k: float | None = Field(default=None, description="GPU-seconds per 1000 requests (GPU pools).")
 
 
+class JobSample(BaseModel):
+    """The audit sample a job drew."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: str = Field(description="The audit store the samples went to.")
+    run_id: str = Field(description="The sampling run.")
+    samples: int = Field(description="Samples drawn.")
+    new: int = Field(description="Samples not already in the store.")
+    population: int = Field(description="Decisions sampled from.")
+
+
+class CanaryRun(BaseModel):
+    """A job's re-score of its canary set, and its comparison with the last accepted one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field(description="The canary set.")
+    report: str = Field(description="This job's eval report on it (pass it to `audit gate --canary-report`).")
+    accepted: str | None = Field(description="The accepted report compared with; None when there is none yet.")
+    check: dict[str, Any] | None = Field(description="The comparison (a CanaryCheck); None without an accepted report.")
+    flagged: bool = Field(description="Agreement dropped by more than chance allows.")
+    detail: str = Field(description="Readable statement.")
+
+
 class JobSummary(_Report):
     """What a job did: counts over the whole output, and what this run added to it."""
 
@@ -116,6 +141,8 @@ class JobSummary(_Report):
     rubrics: dict[str, RubricSummary] = Field(default_factory=dict, description="Per rubric id.")
     judge: JudgeInfo | None = Field(default=None, description="The judge (from the output when nothing ran).")
     executor: ExecutorStats | None = Field(default=None, description="Parallel executor statistics, if any.")
+    audit_sample: JobSample | None = Field(default=None, description="The audit sample drawn as the job ended (audit.budget).")
+    canary: CanaryRun | None = Field(default=None, description="The canary set's re-score (audit.canary).")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -155,6 +182,11 @@ class JobSummary(_Report):
         if self.data is not None:
             lines.extend(self.data.lines())
         lines.extend(_executor_lines(self.executor))
+        if self.audit_sample is not None:
+            a = self.audit_sample
+            lines.append(f"  audit sample {a.run_id}: {a.samples} of {a.population} decisions ({a.new} new) -> {a.store}")
+        if self.canary is not None:
+            lines.append(f"  canary {'FLAGGED' if self.canary.flagged else 'ok'}: {self.canary.detail} ({self.canary.report})")
         for rid, r in self.rubrics.items():
             lines.append(f"  rubric {rid}  ({r.mode}; scored {r.scored}, unscored {r.unscored})")
             if r.criteria:
