@@ -55,6 +55,14 @@ class LoopAudit(_Cfg):
     min_kappa: float | None = Field(default=None, ge=-1.0, le=1.0, description="Bar for kappa's lower bound.")
     critical_strata: list[str] = Field(default_factory=list, description="Strata whose own bound must clear the bar.")
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="Error level of the bounds.")
+    canary: Path | None = Field(
+        default=None,
+        description="A frozen human-labelled anchor set (`judgeloop eval` format) re-scored with every round's "
+        "judging; a drop in agreement against the last accepted round fails the gate.",
+    )
+    canary_accepted: Path | None = Field(
+        default=None, description="The last accepted canary report. None: <store>.canary-accepted.json."
+    )
     poll_s: float = Field(default=30.0, gt=0.0, description="--until-gate: seconds between looks at the store.")
 
 

@@ -8,8 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from judge.core._config import GenerateConfig, GenerationSamplingConfig, JobConfig, ModelConfig
+from judge.core._io import atomic_write
 
 __all__ = ["Steps"]
+
+
+def _accepted(cfg: Any) -> Path:
+    a = cfg.audit
+    return a.canary_accepted or Path(str(a.store) + ".canary-accepted.json")
 
 
 class Steps:
@@ -49,13 +55,16 @@ class Steps:
             self._store = AuditStore(self.cfg.audit.store)
         return self._store
 
+    def close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
     def close(self) -> None:
         if self._owns_judge and self._judge_backend is not None:
             self._judge_backend.close()
         self._judge_backend = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        self.close_store()
 
     # ------------------------------------------------------------------------------------------
     # Jobs the steps run
@@ -76,12 +85,15 @@ class Steps:
             summary = generate_candidates(gc, progress=self.progress)
         return summary.model_dump(mode="json")
 
-    def _judge(self, data: Path, output: Path, rubrics: list[str], orders: str | None = None) -> dict[str, Any]:
+    def _judge(self, data: Path, output: Path, rubrics: list[str], orders: str | None = None,
+               canary: bool = False) -> dict[str, Any]:
         spec = self.cfg.judge
+        a = self.cfg.audit
+        audit = {"store": a.store, "canary": a.canary, "canary_accepted": a.canary_accepted} if canary and a.canary else None
         job = JobConfig.model_validate({
             **spec.model_dump(), "rubrics": rubrics, "data": data, "output": output,
             "pairwise_orders": orders or spec.pairwise_orders, "batch_size": self.cfg.generate.batch_size,
-            "cluster": self.cfg.cluster.model_dump(),
+            "cluster": self.cfg.cluster.model_dump(), "audit": audit,
         })
         if self.cfg.cluster.enabled:
             from cluster import run_cluster_job
@@ -93,7 +105,8 @@ class Steps:
             summary = run_job(job, backend=self.judge_backend(), progress=self.progress)
         return {"judgments": str(output), "items": summary.items, "new": summary.new_judgments,
                 "resumed": summary.resumed, "cached": summary.cached, "failed": summary.failed,
-                "rejected": summary.rejected, "unscored": summary.unscored, "judge_s": summary.judge_s}
+                "rejected": summary.rejected, "unscored": summary.unscored, "judge_s": summary.judge_s,
+                "canary": summary.canary.model_dump(mode="json") if summary.canary else None}
 
     # ------------------------------------------------------------------------------------------
     # The steps, in order
@@ -107,22 +120,16 @@ class Steps:
 
     def judge(self, rd: Any, state: Any) -> dict[str, Any]:
         data = rd.candidates.with_name(rd.candidates.stem + ".pairs.jsonl") if rd.pairwise else rd.candidates
-        return {**self._judge(data, rd.judgments, list(self.cfg.judge.rubrics)), "data": str(data)}
+        return {**self._judge(data, rd.judgments, list(self.cfg.judge.rubrics), canary=True), "data": str(data)}
 
     def audit(self, rd: Any, state: Any) -> dict[str, Any]:
-        from judge.audit._load import load_items, load_judgments, load_rubrics
-        from judge.audit._sampling import SampleConfig, draw_sample
+        from judge.audit._job import sample_judgments
 
         a = self.cfg.audit
-        js = load_judgments(rd.judgments)
-        data = Path(state.done(rd.r, "judge")["data"])
-        items = load_items(data, {j.item_id for j in js})
-        res = draw_sample(js, SampleConfig(budget=a.budget, seed=a.seed + rd.r), items=items,
-                          rubrics=load_rubrics(list(self.cfg.judge.rubrics), js))
-        res.run.source = str(rd.judgments)
-        store = self.store()
-        store.add_run(res.run)
-        added = store.add_samples(res.samples)
+        self.close_store()  # the draw writes through its own connection
+        res, added = sample_judgments(rd.judgments, a.store, a.budget, seed=a.seed + rd.r,
+                                      data=state.done(rd.r, "judge")["data"], rubric_refs=list(self.cfg.judge.rubrics),
+                                      policy=self.cfg.judge.scoring.pairwise_policy)
         return {"run_id": res.run_id, "samples": len(res.samples), "new": added, "population": res.population,
                 "store": str(a.store)}
 
@@ -137,9 +144,17 @@ class Steps:
         run_id = state.done(rd.r, "audit")["run_id"]
         scopes = sorted({judgment_scope(j) for j in load_judgments(rd.judgments)})
         name = f"loop:{self.cfg.run_dir.name}:round-{rd.r}"
+        canary_run = state.done(rd.r, "judge").get("canary")
+        canary = None
+        if canary_run is not None and (canary_run["check"] is not None or canary_run["flagged"]):
+            from judge.audit._canary import CanaryCheck
+
+            canary = CanaryCheck.model_validate(canary_run["check"]) if canary_run["check"] else CanaryCheck(
+                flagged=True, judge="", metric="", current=None, accepted=None, drop=None, z=None,
+                detail=canary_run["detail"])
         kw: dict[str, Any] = dict(min_agreement=a.min_agreement, min_labels=a.min_labels, min_kappa=a.min_kappa,
                                   critical_strata=a.critical_strata, alpha=a.alpha, scopes=scopes, name=name,
-                                  runs=[run_id])
+                                  runs=[run_id], canary=canary)
         store = self.store()
         decision = gate(store, **kw)
         if not decision.passed and self.override is not None:
@@ -157,8 +172,6 @@ class Steps:
             time.sleep(a.poll_s)
             decision = gate(store, **kw)
         record = decision.model_dump(mode="json")
-        from judge.core._io import atomic_write
-
         atomic_write(rd.dir / "gate.json", decision.model_dump_json(indent=1) + "\n")
         if not decision.passed:
             cmd = "judgeloop loop --config CONFIG"
@@ -170,6 +183,9 @@ class Steps:
                 f"`{cmd} --override-by NAME --reason TEXT` (recorded).",
                 rd.r, "gate", decision.reasons,
             )
+        if canary_run is not None and not decision.overridden:  # a cleared judge's canary is the new baseline
+            atomic_write(Path(canary_run["accepted"] or _accepted(self.cfg)),
+                         Path(canary_run["report"]).read_text(encoding="utf-8"))
         return {"passed": True, "overridden": decision.overridden, "gate": name, "scopes": decision.scopes,
                 "reasons": decision.reasons, "overrides": record["overrides"]}
 
@@ -195,8 +211,6 @@ class Steps:
 
         tc = TrainConfig.model_validate({**self.cfg.train, "model": rd.policy_in, "ref_model": rd.policy_in,
                                          "data": str(rd.mix), "output_dir": str(rd.policy_out)})
-        from judge.core._io import atomic_write
-
         atomic_write(rd.dir / "train_config.json", tc.model_dump_json(indent=1) + "\n")
         res = train(tc, progress=self.progress)
         return res.to_dict()
