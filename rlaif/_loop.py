@@ -61,7 +61,7 @@ class LoopResult:
             gate_s = "overridden" if gate.get("overridden") else ("passed" if gate.get("passed") else "-")
             mix = steps.get("mix", {})
             lines.append(
-                f"  round {r}: {steps.get('generate', {}).get('written', '-')} candidates, "
+                f"  round {r}: {steps.get('generate', {}).get('candidates', '-')} candidates, "
                 f"{steps.get('prefs', {}).get('pairs', '-')} pairs, gate {gate_s}, synthetic share "
                 f"{mix.get('synthetic_share', '-')}, win rate {wr if wr is not None else '-'}"
                 + (f" [{ci[0]}, {ci[1]}]" if ci[0] is not None else "")
