@@ -70,6 +70,7 @@ test-fast: setup
 bench: setup
 	$(BIN)/python benchmarks/judge_throughput.py
 	$(BIN)/python benchmarks/cluster_scaling.py
+	$(BIN)/python benchmarks/rlaif_round.py
 
 clean:
 	rm -rf runs .pytest_cache
