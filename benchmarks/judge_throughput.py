@@ -459,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-num-seqs", type=int, default=256, help="vLLM: most sequences per engine step.")
     p.add_argument("--max-num-batched-tokens", type=int, default=None,
                    help="vLLM: most tokens per engine step (default: the backend's default).")  # fmt: skip
+    p.add_argument("--block-size", type=int, default=None,
+                   help="vLLM: KV-cache block size, the unit of prefix caching (default: the platform's, 128 on CPU).")  # fmt: skip
     p.add_argument("--no-floor", action="store_true", help="Skip the prefill floor (bare generate of the items' texts).")
     p.add_argument("--kv-cache-gib", type=int, default=1, help="vLLM-CPU KV cache (GiB) when not set in the env.")
     p.add_argument("--no-prefix-caching", action="store_true", help="vLLM: disable prefix caching.")
@@ -532,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
                     enable_prefix_caching=not args.no_prefix_caching,
                     max_num_seqs=args.max_num_seqs,
                     **({"max_num_batched_tokens": args.max_num_batched_tokens} if args.max_num_batched_tokens else {}),
+                    **({"block_size": args.block_size} if args.block_size else {}),
                 )
                 setup["vllm_engine_start_s"] = time.perf_counter() - t0
             runs = {name: [] for name in backends}
