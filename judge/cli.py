@@ -315,9 +315,10 @@ main.add_command(generate_command)
 
 # the gated RLAIF loop
 
-from rlaif._loop_cli import loop_command  # noqa: E402
+from rlaif._loop_cli import loop_command, report_command  # noqa: E402
 
 main.add_command(loop_command)
+main.add_command(report_command)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-__all__ = ["loop_command"]
+__all__ = ["loop_command", "report_command"]
 
 
 @click.command("loop")
@@ -61,3 +61,32 @@ def loop_command(config_path: str, rounds: int | None, run_dir: str | None, unti
         click.echo(json.dumps({str(r): s for r, s in result.rounds.items()}, indent=1, default=str))
     else:
         click.echo(result.table())
+
+
+@click.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="The page to write (default RUN_DIR/report.html).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="The data to write (default RUN_DIR/report.json).")
+@click.option("--examples", default=3, show_default=True, type=click.IntRange(0, 100), help="Prompts shown with every round's answer.")
+def report_command(run_dir: str, html_path: str | None, json_path: str | None, examples: int) -> None:
+    """Write one self-contained HTML page (and JSON) about every round of the loop in RUN_DIR.
+
+    \b
+    Per round: the judge's scores, judge-human agreement on the round's audit sample with its
+    interval, the gate's decision and every override, bias diagnostics, the new policy's win rate
+    over the previous one, the synthetic share of the training mix, monitors and alarms, scores per
+    principle, and example outputs of every round's policy side by side. The page loads nothing
+    and runs no script: open it anywhere.
+    """
+    import json
+    from pathlib import Path
+
+    from judge.core._io import atomic_write
+    from rlaif._report import build_round_report, render_round_report
+
+    rep = build_round_report(run_dir, examples=examples)
+    html = Path(html_path or Path(run_dir) / "report.html")
+    data = Path(json_path or Path(run_dir) / "report.json")
+    atomic_write(data, json.dumps(rep, indent=1, ensure_ascii=False, default=str) + "\n")
+    atomic_write(html, render_round_report(rep))
+    click.echo(f"report  {html}  ({len(rep['rounds'])} rounds; data {data})")

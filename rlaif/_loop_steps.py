@@ -116,7 +116,7 @@ class Steps:
         sampling = g.sampling.model_copy(update={"seed": g.sampling.seed + rd.r})
         out = self._generate(rd, self.cfg.prompts, rd.candidates, rd.policy_in, g.k, sampling, self.cfg.limit,
                              pairs=rd.pairwise)
-        return {**out, "candidates": str(rd.candidates), "policy": rd.policy_in}
+        return {**out, "candidates_file": str(rd.candidates), "policy": rd.policy_in}
 
     def judge(self, rd: Any, state: Any) -> dict[str, Any]:
         data = rd.candidates.with_name(rd.candidates.stem + ".pairs.jsonl") if rd.pairwise else rd.candidates

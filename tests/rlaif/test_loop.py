@@ -23,8 +23,13 @@ from rlaif._prefs_records import PrefsConfig
 
 
 
+# Judged texts are data: a prompt carrying markup travels through every step and into the report.
+PAYLOAD = "<script>document.title='pwned'</script>"
+
+
 def _config(tmp: Path, tiny: Path, rounds: int = 2, **kw) -> LoopConfig:
-    prompts = write_jsonl(tmp / "prompts.jsonl", [{"id": f"p{i}", "prompt": p} for i, p in enumerate(PROMPTS[:4])])
+    texts = [PROMPTS[0] + " " + PAYLOAD] + PROMPTS[1:4]
+    prompts = write_jsonl(tmp / "prompts.jsonl", [{"id": f"p{i}", "prompt": p} for i, p in enumerate(texts)])
     human = write_jsonl(tmp / "human.jsonl", preference_rows())
     base = dict(
         run_dir=tmp / "loop", rounds=rounds, policy=str(tiny), prompts=prompts,
@@ -143,6 +148,21 @@ def test_two_gated_rounds_with_crash_resume_and_override(tmp_path, tiny_model, v
     assert redo.ran == [(1, "judge")]
     assert redo.rounds[1]["judge"]["new"] == 0 and redo.rounds[1]["judge"]["resumed"] == 12
 
+    # The round report: every round, the gates, the override, win rates, examples side by side.
+    from rlaif._report import build_round_report, render_round_report
+
+    rep = build_round_report(cfg.run_dir)
+    assert [r["round"] for r in rep["rounds"]] == [0, 1]
+    assert [r["candidates"] for r in rep["rounds"]] == [12, 12]
+    assert rep["rounds"][0]["agreement"]["labelled"] >= 4 and rep["rounds"][1]["agreement"]["labelled"] == 0
+    assert rep["rounds"][0]["win_rate"]["win_rate"] == wr["win_rate"]
+    assert rep["rounds"][0]["scores"]["helpfulness"]["helpfulness"] > 0
+    assert [o["reviewer"] for o in rep["overrides"]] == ["alice"]
+    assert set(rep["examples"][0]["answers"]) == {"base", "round 0", "round 1"}
+    html = render_round_report(rep)
+    assert "OVERRIDDEN" in html and "spot-checked by hand" in html and "data:image/png;base64," in html
+    assert PAYLOAD not in html and "&lt;script&gt;document.title=" in html
+
 
 def test_replace_policy_trains_on_this_round_only(tmp_path):
     from rlaif._loop_data import mix_training_rows
@@ -206,3 +226,46 @@ def test_cli_stops_at_the_gate_with_status_3_and_says_what_is_missing(tmp_path, 
     res = runner.invoke(main, ["loop", "--config", str(path), "--override-by", "alice"])
     assert res.exit_code == 2 and "--reason" in res.output
     assert AuditStore(cfg.audit.store).overrides() == []  # nothing recorded without a reason
+
+
+@pytest.mark.vllm
+@pytest.mark.model
+@pytest.mark.browser
+def test_the_round_report_renders_in_a_browser(tmp_path, tiny_model, vllm_backend):
+    import os
+    import shutil
+
+    from click.testing import CliRunner
+
+    from judge.cli import main
+
+    chromium = os.environ.get("JUDGELOOP_CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists() or shutil.which("true") is None:
+        pytest.fail(f"{chromium} missing (make setup installs Debian's chromium)")
+    cfg = _config(tmp_path, tiny_model, rounds=1)
+    run_loop(cfg, judge_backend=vllm_backend, progress=False, override=("bob", "first round, labels pending"))
+    res = CliRunner().invoke(main, ["report", str(cfg.run_dir)])
+    assert res.exit_code == 0, res.output
+    page_file = cfg.run_dir / "report.html"
+    assert json.loads((cfg.run_dir / "report.json").read_text())["rounds"][0]["gate"]["overridden"] is True
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(__file__).resolve().parents[2] / "runs" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = b.new_page(viewport={"width": 1280, "height": 900})
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(page_file.as_uri())
+        assert page.title() == "judgeloop round report"  # the payload in a prompt did not run
+        assert page.locator("h1").inner_text() == "Round report"
+        assert "first round, labels pending" in page.locator("body").inner_text()
+        assert PAYLOAD in page.locator("body").inner_text()  # shown as text
+        imgs = page.locator("img")
+        assert imgs.count() >= 2 and all(imgs.nth(i).evaluate("i => i.naturalWidth") > 0 for i in range(imgs.count()))
+        page.screenshot(path=str(shots / "round_report.png"), full_page=True)
+        b.close()
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []  # loads nothing
