@@ -29,7 +29,7 @@ from rlaif._loop_config import LoopConfig
 __all__ = ["STEPS", "LoopResult", "LoopStopped", "run_loop"]
 
 #: A round's steps, in order.
-STEPS = ("generate", "judge", "audit", "gate", "prefs", "mix", "train", "eval")
+STEPS = ("generate", "judge", "audit", "gate", "prefs", "mix", "train", "eval", "probe")
 
 
 class LoopStopped(JudgeloopError):

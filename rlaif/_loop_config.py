@@ -112,6 +112,11 @@ class LoopConfig(_Cfg):
     )
     human_data: HumanData | None = Field(default=None, description="Human-written rows mixed into every training set.")
     eval: LoopEval = Field(default_factory=LoopEval, description="Win rate of each new policy over the previous one.")
+    probes: Path | None = Field(
+        default=None,
+        description="Drift probes: prompts whose good answers should not change (factual, refusal-appropriate, "
+        "format-following), answered and judged every round; the per-probe change and the biggest movers are kept.",
+    )
     cluster: ClusterConfig = Field(
         default_factory=ClusterConfig, description="Generate and judge on a Ray pool (training: train.ray)."
     )

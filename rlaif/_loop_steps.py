@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -231,3 +232,31 @@ class Steps:
         wr = win_rate(rd.eval_judgments, rd.r, str(rd.policy_out), str(rd.eval_old), e.rubric, reps=e.reps,
                       seed=self.cfg.prefs.seed)
         return wr.model_dump(mode="json")
+
+    def probe(self, rd: Any, state: Any) -> dict[str, Any]:
+        from rlaif._loop_probes import probe_changes
+
+        if self.cfg.probes is None:
+            return {"skipped": "no probes configured"}
+        if not all(_pointwise(r) for r in self.cfg.judge.rubrics):
+            return {"skipped": "probes are scored by pointwise rubrics; the loop's judge has a pairwise one"}
+        greedy = GenerationSamplingConfig(temperature=0.0, top_p=1.0, max_tokens=self.cfg.eval.max_tokens, seed=0)
+        rubrics = list(self.cfg.judge.rubrics)
+        old = (rd.dir / "probe_answers_base.jsonl") if rd.r == 0 else rd.cfg.run_dir / f"round-{rd.r - 1}" / "probe_answers.jsonl"
+        if rd.r == 0:
+            self._generate(rd, self.cfg.probes, old, rd.policy_in, 1, greedy, None)
+            self._judge(old, old.with_name("probe_judgments_base.jsonl"), rubrics)
+        new = rd.dir / "probe_answers.jsonl"
+        self._generate(rd, self.cfg.probes, new, str(rd.policy_out), 1, greedy, None)
+        self._judge(new, rd.dir / "probe_judgments.jsonl", rubrics)
+        old_j = old.with_name("probe_judgments_base.jsonl" if rd.r == 0 else "probe_judgments.jsonl")
+        result = probe_changes(new, rd.dir / "probe_judgments.jsonl", old, old_j)
+        atomic_write(rd.dir / "probes.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+        return {"probes": len(result["probes"]), "biggest_movers": result["biggest_movers"],
+                "mean_change": result["mean_change"], "unscored": result["unscored"], "file": str(rd.dir / "probes.json")}
+
+
+def _pointwise(ref: str) -> bool:
+    from judge.inputs._rubric import resolve_rubric
+
+    return resolve_rubric(ref).mode != "pairwise"

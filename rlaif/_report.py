@@ -94,6 +94,7 @@ def build_round_report(run_dir: str | Path, examples: int = 3) -> dict[str, Any]
             "monitors": _read(rd / "monitors.json"),
             "alarms": _read(rd / "alarms.json") or [],
             "principles": _read(rd / "principles.json"),
+            "probes": _read(rd / "probes.json"),
         })
     # Example outputs side by side: the base policy, then every round's new policy, on the same prompts.
     columns = [("base", _answers(run / "round-0" / "eval_answers_base.jsonl"))]
@@ -215,6 +216,21 @@ def render_round_report(rep: dict[str, Any]) -> str:
         p.append("<h2>Bias diagnostics</h2><table><tr><th>round</th><th>rubric</th><th>diagnostics</th></tr>")
         p += [f"<tr><td>{n}</td><td>{e(rid)}</td><td><pre>{e(json.dumps(b, indent=1, default=str)[:1500])}</pre></td></tr>"
               for n, rid, b in bias_rows]
+        p.append("</table>")
+    for r in rep["rounds"]:
+        pr = r.get("probes")
+        if not pr or not pr.get("probes"):
+            continue
+        by_id = {x["probe"]: x for x in pr["probes"]}
+        p.append(f"<h2>Drift probes, round {r['round']}</h2><p>{len(pr['probes'])} probes, mean change "
+                 f"{e(_fmt(pr.get('mean_change')))}; biggest movers first.</p><table><tr><th>probe</th><th>previous score</th>"
+                 "<th>new score</th><th>change</th><th>previous answer</th><th>new answer</th></tr>")
+        order = pr["biggest_movers"] + [x for x in by_id if x not in pr["biggest_movers"]]
+        for pid in order:
+            x = by_id[pid]
+            p.append(f"<tr><td>{e(pid)}</td><td>{e(_fmt(x['old_score']))}</td><td>{e(_fmt(x['new_score']))}</td>"
+                     f"<td>{e(_fmt(x['change']))}</td><td><pre>{e(x['old_answer'] or '-')}</pre></td>"
+                     f"<td><pre>{e(x['new_answer'] or '-')}</pre></td></tr>")
         p.append("</table>")
     per_principle = [(r["round"], r["principles"]) for r in rep["rounds"] if r.get("principles")]
     if per_principle:

@@ -42,6 +42,8 @@ def _config(tmp: Path, tiny: Path, rounds: int = 2, **kw) -> LoopConfig:
         train={"algorithm": "dpo", "max_steps": 2, "batch_size": 2, "learning_rate": 1e-3, "max_length": 64},
         human_data=HumanData(path=human, share=0.25),
         eval=LoopEval(max_tokens=8, limit=3, reps=200),
+        probes=write_jsonl(tmp / "probes.jsonl", [{"id": "fact", "prompt": "What is the capital of France?"},
+                                                   {"id": "format", "prompt": "Answer with one word: a colour."}]),
     )
     base.update(kw)
     return LoopConfig(**base)
@@ -148,6 +150,15 @@ def test_two_gated_rounds_with_crash_resume_and_override(tmp_path, tiny_model, v
     assert redo.ran == [(1, "judge")]
     assert redo.rounds[1]["judge"]["new"] == 0 and redo.rounds[1]["judge"]["resumed"] == 12
 
+    # Drift probes: answered and judged every round, compared with the previous policy's answers.
+    probes = json.loads((cfg.run_dir / "round-1" / "probes.json").read_text())
+    assert {p["probe"] for p in probes["probes"]} == {"fact", "format"}
+    assert all(p["new_answer"] is not None and p["old_answer"] is not None for p in probes["probes"])
+    moved = [p for p in probes["probes"] if p["change"] is not None]
+    assert moved, probes
+    assert probes["biggest_movers"] == [p["probe"] for p in sorted(moved, key=lambda p: -abs(p["change"]))]
+    assert all(p["change"] == round(p["new_score"] - p["old_score"], 6) for p in moved)
+
     # The round report: every round, the gates, the override, win rates, examples side by side.
     from rlaif._report import build_round_report, render_round_report
 
@@ -162,6 +173,7 @@ def test_two_gated_rounds_with_crash_resume_and_override(tmp_path, tiny_model, v
     html = render_round_report(rep)
     assert "OVERRIDDEN" in html and "spot-checked by hand" in html and "data:image/png;base64," in html
     assert PAYLOAD not in html and "&lt;script&gt;document.title=" in html
+    assert "Drift probes, round 1" in html
 
 
 def test_replace_policy_trains_on_this_round_only(tmp_path):
