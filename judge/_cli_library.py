@@ -17,7 +17,7 @@ __all__ = ["models", "rubrics"]
 
 @click.group()
 def rubrics() -> None:
-    """List, show and validate rubrics."""
+    """List, show, validate rubrics, and check them against a model spec."""
 
 
 @rubrics.command("list")
@@ -85,6 +85,40 @@ def rubrics_validate(paths: tuple[str, ...]) -> None:
             click.echo(f"ok  {p}  {r.ref}")
     if failed:
         raise SystemExit(2)
+
+
+@rubrics.command("check")
+@click.option("--spec", "spec_path", required=True, type=click.Path(dir_okay=False),
+              help="The model spec YAML the rubrics answer to (e.g. configs/spec.yaml).")
+@click.argument("refs", nargs=-1, metavar="[RUBRIC ...]")
+def rubrics_check(spec_path: str, refs: tuple[str, ...]) -> None:
+    """Check rubrics against a model spec: principles no rubric cites, citations that name nothing.
+
+    RUBRIC is a library id or a path; default: the whole library. Prints both lists; exits with
+    status 1 when either is non-empty, 2 when the spec or a rubric is invalid.
+    """
+    from judge.inputs._rubric import RUBRIC_DIR, list_rubrics, load_rubric, resolve_rubric
+    from judge.inputs._spec import check_spec, load_spec, locate
+
+    spec = load_spec(spec_path)
+    if refs:
+        paths = [Path(r) if Path(r).suffix in (".yaml", ".yml") or Path(r).is_file() else RUBRIC_DIR / f"{r}.yaml"
+                 for r in refs]
+        loaded = [resolve_rubric(r) for r in refs]
+    else:
+        paths = list_rubrics()
+        loaded = [load_rubric(p) for p in paths]
+    where = {r.id: p for r, p in zip(loaded, paths)}
+    result = check_spec(spec, loaded)
+    click.echo(f"spec {spec_path}: {result.principles} principles; rubrics: {', '.join(result.rubrics)}")
+    click.echo(f"uncovered principles ({len(result.uncovered)}):" + ("" if result.uncovered else " none"))
+    for p in result.uncovered:
+        click.echo(f"  {p.id}  ({p.kind}) {p.text}")
+    click.echo(f"dangling citations ({len(result.dangling)}):" + ("" if result.dangling else " none"))
+    for c in result.dangling:
+        click.echo(f"  {locate(where[c.rubric], c.field)}: {c.rubric} {c.field}: {c.principle!r} is not a principle of the spec")
+    if not result.ok:
+        raise SystemExit(1)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,6 +22,20 @@ from rlaif._generate import (
     read_candidates,
 )
 from rlaif._datasets import COLUMNS, TrainingData, load_training_rows
+from rlaif._alarms import (
+    MONITORS,
+    Alarm,
+    AlarmConfig,
+    Bound,
+    MonitorOverride,
+    MonitorThresholds,
+    alarms_block,
+    check_alarms,
+    read_monitor_overrides,
+    record_monitor_override,
+)
+from rlaif._monitor_metrics import REFUSAL_PHRASES, sequence_kl
+from rlaif._monitors import MonitorSettings, RoundMonitors, append_round_monitors, measure_round, read_round_monitors
 from rlaif._loop import STEPS, LoopResult, LoopStopped, run_loop
 from rlaif._loop_config import HumanData, LoopAudit, LoopConfig, LoopEval, LoopGenerate, load_loop_config
 from rlaif._loop_data import MixReport, mix_training_rows
@@ -34,6 +48,23 @@ from rlaif._train_config import ALGORITHMS, LoraSettings, RaySettings, TrainConf
 from rlaif._trainer import RankReport, TrainSpec, run_training
 
 __all__ = [
+    "MONITORS",
+    "REFUSAL_PHRASES",
+    "Alarm",
+    "AlarmConfig",
+    "Bound",
+    "MonitorOverride",
+    "MonitorSettings",
+    "MonitorThresholds",
+    "RoundMonitors",
+    "alarms_block",
+    "append_round_monitors",
+    "check_alarms",
+    "measure_round",
+    "read_monitor_overrides",
+    "read_round_monitors",
+    "record_monitor_override",
+    "sequence_kl",
     "STEPS",
     "HumanData",
     "LoopAudit",

@@ -1,4 +1,4 @@
-"""What the judge is asked and shown: rubrics, prompts (judged texts fenced as data), datasets."""
+"""What the judge is asked and shown: rubrics, the model spec they cite, prompts (judged texts fenced as data), datasets."""
 
 from judge.inputs._data import (
     DatasetReport,
@@ -33,20 +33,40 @@ from judge.inputs._rubric import (
     load_rubric,
     resolve_rubric,
 )
+from judge.inputs._spec import (
+    Citation,
+    ModelSpec,
+    Principle,
+    PrincipleBreakdown,
+    PrincipleScore,
+    SpecCheck,
+    SpecError,
+    check_spec,
+    load_spec,
+    principle_scores,
+)
 
 __all__ = [
+    "Citation",
     "Criterion",
     "DatasetReport",
     "DuplicateIndex",
     "FewShotExample",
     "ItemReader",
+    "ModelSpec",
     "PROMPT_VERSION",
+    "Principle",
+    "PrincipleBreakdown",
+    "PrincipleScore",
     "REMINDER",
     "RUBRIC_DIR",
     "Reject",
     "Row",
     "Rubric",
+    "SpecCheck",
+    "SpecError",
     "check_dataset",
+    "check_spec",
     "count_rows",
     "data_block",
     "iter_items",
@@ -54,8 +74,10 @@ __all__ = [
     "json_error",
     "list_rubrics",
     "load_rubric",
+    "load_spec",
     "neutralize_imitations",
     "output_schema",
+    "principle_scores",
     "prompt_hash",
     "render_messages",
     "resolve_rubric",

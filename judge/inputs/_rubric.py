@@ -66,6 +66,10 @@ class Criterion(_Strict):
         description="Integer score levels, each with a description of what earns it. "
         "Required in pointwise and reference modes; levels must be consecutive integers.",
     )
+    principles: list[str] = Field(
+        default_factory=list,
+        description="Ids of the model spec's principles this criterion checks (see judge.inputs.ModelSpec).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -138,7 +142,8 @@ class Rubric(_Strict):
     )
     examples: list[FewShotExample] = Field(default_factory=list, description="Few-shot examples.")
     principles: list[str] = Field(
-        default_factory=list, description="The principles (constitution clauses) this rubric derives from."
+        default_factory=list,
+        description="Ids of the model spec's principles (constitution clauses) the rubric as a whole checks.",
     )
 
     @field_validator("id")
@@ -205,7 +210,11 @@ class Rubric(_Strict):
     @cached_property
     def content_hash(self) -> str:
         """SHA-256 of the rubric's canonical JSON: changes whenever any field changes."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        data = self.model_dump(mode="json")
+        for c in data["criteria"]:
+            if not c["principles"]:  # added after hashes were recorded: a rubric without them keeps its hash
+                del c["principles"]
+        canonical = json.dumps(data, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> "Rubric":
