@@ -1,4 +1,4 @@
-"""``judgeloop loop``: rounds of generate -> judge -> audit sample -> gate -> preferences -> train -> evaluate.
+"""``judgeloop loop``: rounds of generate -> judge -> audit sample -> gate -> preferences -> monitors -> train -> evaluate.
 
 Every round works under ``<run_dir>/round-<n>/`` and records each finished step in
 ``<run_dir>/loop.json`` (written atomically), so a killed loop resumes at the step after the last
@@ -9,6 +9,9 @@ Humans govern: the gate step asks :func:`judge.audit.gate` about the labels of *
 audit sample. A failing gate stops the round (:class:`LoopStopped`, with what is missing); the loop
 goes on when reviewers have labelled enough (rerun, or ``until_gate`` to wait), or when a person
 overrides it with a reason, which is stored in the audit store and kept in the round's record.
+The monitor step measures the round's policy (diversity, tails, length, repetition, refusals,
+judge-score inflation) and, when a configured threshold is crossed, stops before training in the
+same way. An override lets pass only what stopped the run it was given to.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from rlaif._loop_config import LoopConfig
 __all__ = ["STEPS", "LoopResult", "LoopStopped", "run_loop"]
 
 #: A round's steps, in order.
-STEPS = ("generate", "judge", "audit", "gate", "prefs", "mix", "train", "eval", "probe")
+STEPS = ("generate", "judge", "audit", "gate", "prefs", "mix", "monitor", "train", "eval", "probe")
 
 
 class LoopStopped(JudgeloopError):

@@ -21,7 +21,7 @@ __all__ = ["loop_command", "report_command"]
 @click.option("--json", "as_json", is_flag=True, help="Print the rounds' records as JSON on stdout.")
 def loop_command(config_path: str, rounds: int | None, run_dir: str | None, until_gate: bool, override_by: str | None,
                  reason: str | None, no_progress: bool, as_json: bool) -> None:
-    """Run rounds of generate -> judge -> audit sample -> gate -> preferences -> train -> evaluate.
+    """Run rounds of generate -> judge -> audit sample -> gate -> preferences -> monitors -> train -> evaluate.
 
     \b
     Each round writes its candidates, judgments, audit sample, gate decision, preference dataset,
@@ -34,7 +34,10 @@ def loop_command(config_path: str, rounds: int | None, run_dir: str | None, unti
     audit sample clear the judge (judgeloop audit serve). Otherwise the loop stops with exit
     status 3 and says what is missing; rerun when reviewers have labelled, wait with
     --until-gate, or let it pass with --override-by NAME --reason TEXT (kept in the audit store
-    and in the round's record). Exit status: 0 done, 2 bad config or input, 3 stopped at a gate.
+    and in the round's record). The monitors (diversity, tails, length, repetition, refusals,
+    judge-score inflation) stop the round before training in the same way when a threshold in
+    `monitors:` is crossed. An override lets pass only what stopped this run. Exit status: 0 done,
+    2 bad config or input, 3 stopped at a gate or an alarm.
 
     \b
       judgeloop loop --config configs/rlaif_loop.yaml

@@ -121,8 +121,19 @@ class LoopConfig(_Cfg):
         default_factory=ClusterConfig, description="Generate and judge on a Ray pool (training: train.ray)."
     )
     monitors: dict[str, Any] = Field(
-        default_factory=dict, description="Alarm thresholds per monitor; a crossed one stops the loop before training."
+        default_factory=dict,
+        description="Alarm thresholds per monitor, e.g. {distinct_2: 0.3, tail_coverage: 0.2, judge_inflation: 0.1, "
+        "length_ks: {above: 0.5}}; a number is a bound in the monitor's own bad direction. A crossed threshold stops "
+        "the loop before the round's training step.",
     )
+
+    @field_validator("monitors")
+    @classmethod
+    def _thresholds(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from rlaif._alarms import MonitorThresholds
+
+        MonitorThresholds.from_mapping(v)  # unknown monitors and bad bounds fail here, naming them
+        return v
 
     @field_validator("train")
     @classmethod

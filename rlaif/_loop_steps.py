@@ -11,7 +11,12 @@ from typing import Any
 from judge.core._config import GenerateConfig, GenerationSamplingConfig, JobConfig, ModelConfig
 from judge.core._io import atomic_write
 
-__all__ = ["Steps"]
+__all__ = ["Steps", "greedy_for"]
+
+
+def greedy_for(cfg: Any) -> GenerationSamplingConfig:
+    """How a policy answers evaluation prompts and probes: greedy, one answer."""
+    return GenerationSamplingConfig(temperature=0.0, top_p=1.0, max_tokens=cfg.eval.max_tokens, seed=0)
 
 
 def _accepted(cfg: Any) -> Path:
@@ -55,6 +60,12 @@ class Steps:
 
             self._store = AuditStore(self.cfg.audit.store)
         return self._store
+
+    def take_override(self) -> tuple[str, str]:
+        """The person's override, used once: it lets pass what stopped this run, nothing found later."""
+        assert self.override is not None
+        taken, self.override = self.override, None
+        return taken
 
     def close_store(self) -> None:
         if self._store is not None:
@@ -159,7 +170,7 @@ class Steps:
         store = self.store()
         decision = gate(store, **kw)
         if not decision.passed and self.override is not None:
-            who, why = self.override
+            who, why = self.take_override()
             for sc in decision.scopes:
                 store.add_override(Override(reviewer=who, reason=why, scope=override_scope(
                     name, sc, a.min_agreement, a.min_labels, a.min_kappa, a.critical_strata)))
@@ -206,6 +217,11 @@ class Steps:
                                 policy=self.cfg.data_policy, human=self.cfg.human_data, seed=self.cfg.prefs.seed + rd.r)
         return {**rep.model_dump(mode="json"), "data": str(rd.mix)}
 
+    def monitor(self, rd: Any, state: Any) -> dict[str, Any]:
+        from rlaif._loop_monitor import monitor_step
+
+        return monitor_step(self, rd, state)
+
     def train(self, rd: Any, state: Any) -> dict[str, Any]:
         from rlaif._train import train
         from rlaif._train_config import TrainConfig
@@ -221,8 +237,8 @@ class Steps:
 
         e = self.cfg.eval
         prompts = e.prompts or self.cfg.prompts
-        greedy = GenerationSamplingConfig(temperature=0.0, top_p=1.0, max_tokens=e.max_tokens, seed=0)
-        if rd.r == 0:
+        greedy = greedy_for(self.cfg)
+        if rd.r == 0:  # written by the monitor step already; generation resumes, so nothing is redone
             self._generate(rd, prompts, rd.eval_old, rd.policy_in, 1, greedy, e.limit)
         self._generate(rd, prompts, rd.eval_new, str(rd.policy_out), 1, greedy, e.limit)
         n = eval_pairs(rd.eval_new, rd.eval_old, rd.eval_pairs)
@@ -240,7 +256,7 @@ class Steps:
             return {"skipped": "no probes configured"}
         if not all(_pointwise(r) for r in self.cfg.judge.rubrics):
             return {"skipped": "probes are scored by pointwise rubrics; the loop's judge has a pairwise one"}
-        greedy = GenerationSamplingConfig(temperature=0.0, top_p=1.0, max_tokens=self.cfg.eval.max_tokens, seed=0)
+        greedy = greedy_for(self.cfg)
         rubrics = list(self.cfg.judge.rubrics)
         old = (rd.dir / "probe_answers_base.jsonl") if rd.r == 0 else rd.cfg.run_dir / f"round-{rd.r - 1}" / "probe_answers.jsonl"
         if rd.r == 0:

@@ -150,6 +150,15 @@ def test_two_gated_rounds_with_crash_resume_and_override(tmp_path, tiny_model, v
     assert redo.ran == [(1, "judge")]
     assert redo.rounds[1]["judge"]["new"] == 0 and redo.rounds[1]["judge"]["resumed"] == 12
 
+    # Monitors of every round's policy: round 1's describe round 0's checkpoint, with the mix about to be used.
+    m0 = json.loads((cfg.run_dir / "round-0" / "monitors.json").read_text())
+    m1 = json.loads((cfg.run_dir / "round-1" / "monitors.json").read_text())
+    assert (m0["round"], m1["round"]) == (0, 1) and m0["n_outputs"] == m1["n_outputs"] == 3
+    assert m1["synthetic_share"] == mix["synthetic_share"] and m1["judge_mean"] is not None
+    assert m0["audit_estimate"] is not None and m1["audit_estimate"] is None  # only round 0's sample is labelled
+    assert m0["mean_length_ratio"] == 1.0 and m1["tail_coverage"] is not None
+    assert json.loads((cfg.run_dir / "round-1" / "alarms.json").read_text()) == []
+
     # Drift probes: answered and judged every round, compared with the previous policy's answers.
     probes = json.loads((cfg.run_dir / "round-1" / "probes.json").read_text())
     assert {p["probe"] for p in probes["probes"]} == {"fact", "format"}
@@ -281,3 +290,34 @@ def test_the_round_report_renders_in_a_browser(tmp_path, tiny_model, vllm_backen
         page.screenshot(path=str(shots / "round_report.png"), full_page=True)
         b.close()
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []  # loads nothing
+
+
+@pytest.mark.vllm
+@pytest.mark.model
+@pytest.mark.slow
+def test_an_alarm_stops_the_round_before_training_until_a_person_overrides_it(tmp_path, tiny_model, vllm_backend):
+    # A length-ratio band round 0 cannot be inside (its ratio to itself is 1.0): the alarm must fire.
+    cfg = _config(tmp_path, tiny_model, rounds=1, monitors={"mean_length_ratio": {"below": 5.0}})
+    with pytest.raises(LoopStopped) as stop:
+        run_loop(cfg, judge_backend=vllm_backend, progress=False, override=("alice", "gate checked by hand"))
+    assert (stop.value.round, stop.value.step) == (0, "monitor")
+    assert str(stop.value).startswith("monitor alarm: round 0: mean length ratio to round 0 1.00 is below the alarm threshold 5.00")
+    state = json.loads((cfg.run_dir / "loop.json").read_text())["rounds"]["0"]
+    assert state["gate"]["overridden"] and "train" not in state
+    assert not (cfg.run_dir / "round-0" / "policy").exists()
+    # The gate's override did not pass the alarm, and a rerun without one stops again.
+    with pytest.raises(LoopStopped):
+        run_loop(cfg, judge_backend=vllm_backend, progress=False)
+    res = run_loop(cfg, judge_backend=vllm_backend, progress=False, override=("carol", "length drift expected"))
+    assert res.rounds[0]["monitor"]["overridden"] == ["mean_length_ratio"] and "train" in res.rounds[0]
+    recorded = [json.loads(x) for x in (cfg.run_dir / "monitor_overrides.jsonl").read_text().splitlines()]
+    assert [(o["reviewer"], o["reason"], o["monitor"], o["round"]) for o in recorded] == [
+        ("carol", "length drift expected", "mean_length_ratio", 0)]
+    alarms = json.loads((cfg.run_dir / "round-0" / "alarms.json").read_text())
+    assert [a["overridden"] for a in alarms] == [True]
+    assert [o.reviewer for o in AuditStore(cfg.audit.store).overrides()] == ["alice"]
+
+
+def test_monitor_thresholds_are_checked_when_the_config_loads(tmp_path, tiny_model):
+    with pytest.raises(Exception, match="unknown monitor"):
+        _config(tmp_path, tiny_model, monitors={"distinct_9": 0.3})
