@@ -117,6 +117,10 @@ class LoopConfig(_Cfg):
         description="Drift probes: prompts whose good answers should not change (factual, refusal-appropriate, "
         "format-following), answered and judged every round; the per-probe change and the biggest movers are kept.",
     )
+    spec: Path | None = Field(
+        default=None,
+        description="A model spec (configs/spec.yaml): the report and the probes break scores down per principle.",
+    )
     cluster: ClusterConfig = Field(
         default_factory=ClusterConfig, description="Generate and judge on a Ray pool (training: train.ray)."
     )

@@ -17,7 +17,19 @@ from typing import Any
 
 from judge.core._io import atomic_write
 
-__all__ = ["monitor_step", "references_for"]
+__all__ = ["monitor_step", "per_principle", "references_for"]
+
+
+def per_principle(cfg: Any, judgments: Path) -> dict[str, float | None] | None:
+    """Mean score (0..1) per principle of the loop's spec over a judgments file; None without a spec."""
+    if cfg.spec is None or not judgments.is_file():
+        return None
+    from judge.audit._load import load_judgments
+    from judge.inputs._rubric import resolve_rubric
+    from judge.inputs._spec import load_spec, principle_scores
+
+    b = principle_scores(load_judgments(judgments), [resolve_rubric(r) for r in cfg.judge.rubrics], load_spec(cfg.spec))
+    return {pid: (round(s.mean, 6) if s.mean is not None else None) for pid, s in b.scores.items()}
 
 
 def _responses(path: Path) -> list[str]:
@@ -110,6 +122,9 @@ def monitor_step(steps: Any, rd: Any, state: Any) -> dict[str, Any]:
         audit_estimate=_audit_estimate(Path(cfg.audit.store), (state.done(rd.r, "audit") or {}).get("run_id")),
     )
     atomic_write(rd.dir / "monitors.json", m.model_dump_json(indent=1) + "\n")
+    principles = per_principle(cfg, rd.judgments)
+    if principles is not None:
+        atomic_write(rd.dir / "principles.json", json.dumps(principles, indent=1) + "\n")
     if rd.r not in latest or latest[rd.r].model_dump(exclude={"created_at"}) != m.model_dump(exclude={"created_at"}):
         append_round_monitors(history_file, m)
     thresholds = MonitorThresholds.from_mapping(cfg.monitors)

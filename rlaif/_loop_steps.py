@@ -266,7 +266,11 @@ class Steps:
         self._generate(rd, self.cfg.probes, new, str(rd.policy_out), 1, greedy, None)
         self._judge(new, rd.dir / "probe_judgments.jsonl", rubrics)
         old_j = old.with_name("probe_judgments_base.jsonl" if rd.r == 0 else "probe_judgments.jsonl")
+        from rlaif._loop_monitor import per_principle
+
         result = probe_changes(new, rd.dir / "probe_judgments.jsonl", old, old_j)
+        result["principles"] = {"new": per_principle(self.cfg, rd.dir / "probe_judgments.jsonl"),
+                                "old": per_principle(self.cfg, old_j)}
         atomic_write(rd.dir / "probes.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
         return {"probes": len(result["probes"]), "biggest_movers": result["biggest_movers"],
                 "mean_change": result["mean_change"], "unscored": result["unscored"], "file": str(rd.dir / "probes.json")}

@@ -23,6 +23,8 @@ from rlaif._prefs_records import PrefsConfig
 
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
 # Judged texts are data: a prompt carrying markup travels through every step and into the report.
 PAYLOAD = "<script>document.title='pwned'</script>"
 
@@ -42,6 +44,7 @@ def _config(tmp: Path, tiny: Path, rounds: int = 2, **kw) -> LoopConfig:
         train={"algorithm": "dpo", "max_steps": 2, "batch_size": 2, "learning_rate": 1e-3, "max_length": 64},
         human_data=HumanData(path=human, share=0.25),
         eval=LoopEval(max_tokens=8, limit=3, reps=200),
+        spec=ROOT / "configs" / "spec.yaml",
         probes=write_jsonl(tmp / "probes.jsonl", [{"id": "fact", "prompt": "What is the capital of France?"},
                                                    {"id": "format", "prompt": "Answer with one word: a colour."}]),
     )
@@ -158,6 +161,13 @@ def test_two_gated_rounds_with_crash_resume_and_override(tmp_path, tiny_model, v
     assert m0["audit_estimate"] is not None and m1["audit_estimate"] is None  # only round 0's sample is labelled
     assert m0["mean_length_ratio"] == 1.0 and m1["tail_coverage"] is not None
     assert json.loads((cfg.run_dir / "round-1" / "alarms.json").read_text()) == []
+    # Per principle of the spec: the helpfulness rubric's principles get scores, the others are listed empty.
+    principles = json.loads((cfg.run_dir / "round-1" / "principles.json").read_text())
+    from judge.inputs import resolve_rubric
+
+    cited = set(resolve_rubric("helpfulness").principles)
+    assert cited and all(principles[c] is not None for c in cited if c in principles)
+    assert any(v is None for k, v in principles.items() if k not in cited)
 
     # Drift probes: answered and judged every round, compared with the previous policy's answers.
     probes = json.loads((cfg.run_dir / "round-1" / "probes.json").read_text())
