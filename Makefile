@@ -69,6 +69,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/judge_throughput.py
+	$(BIN)/python benchmarks/reward_throughput.py
 	$(BIN)/python benchmarks/cluster_scaling.py
 	$(BIN)/python benchmarks/rlaif_round.py
 

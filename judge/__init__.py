@@ -47,6 +47,7 @@ from judge.analysis import (
 )
 from judge.eval import Attack, apply_attack, injection_report, load_attacks
 from judge.scoring import Judge, ScorePlan, read_logprobs, score_plan
+from judge.scoring import AsyncJudgeReward, JudgeReward, RewardStats, areward_function, reward_function
 from judge.analysis import PairVerdict, combine_orders, pair_verdicts, read_pair_verdicts
 from judge.core import Item, JudgeInfo, JudgeRequest, Judgment, Message, RubricRef, SamplingParams
 from judge.core._records import JudgeTrace
@@ -55,6 +56,7 @@ from judge.inputs import Criterion, FewShotExample, Rubric, list_rubrics, load_r
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncJudgeReward",
     "Attack",
     "BackendError",
     "ClusterError",
@@ -73,6 +75,7 @@ __all__ = [
     "JudgeSpec",
     "JudgeTrace",
     "JudgeInfo",
+    "JudgeReward",
     "JudgeRequest",
     "JudgeloopError",
     "Judgment",
@@ -87,6 +90,7 @@ __all__ = [
     "Rubric",
     "RubricError",
     "RubricRef",
+    "RewardStats",
     "SamplingConfig",
     "SamplingParams",
     "ScorePlan",
@@ -94,6 +98,7 @@ __all__ = [
     "accuracy",
     "aggregate",
     "apply_attack",
+    "areward_function",
     "bootstrap_ci",
     "cohen_kappa",
     "combine_orders",
@@ -119,6 +124,7 @@ __all__ = [
     "read_logprobs",
     "read_pair_verdicts",
     "resolve_rubric",
+    "reward_function",
     "run_eval",
     "run_job",
     "run_jury",
