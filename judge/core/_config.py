@@ -115,6 +115,17 @@ class ClusterConfig(_Cfg):
     )
 
 
+def check_columns(v: dict[str, str], fields: tuple[str, ...]) -> dict[str, str]:
+    """A ``columns`` mapping: known field names, each mapped to a non-empty column name."""
+    unknown = sorted(set(v) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown} in columns; the fields are {list(fields)}")
+    empty = sorted(k for k, col in v.items() if not col)
+    if empty:
+        raise ValueError(f"columns: field(s) {empty} map to an empty column name")
+    return v
+
+
 #: The names a generation job's `columns` may map.
 GENERATE_COLUMNS = ("id", "prompt", "system")
 
@@ -178,13 +189,7 @@ class GenerateConfig(_Cfg):
     @field_validator("columns")
     @classmethod
     def _known_columns(cls, v: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(v) - set(GENERATE_COLUMNS))
-        if unknown:
-            raise ValueError(f"unknown field(s) {unknown} in columns; the fields are {list(GENERATE_COLUMNS)}")
-        empty = sorted(k for k, col in v.items() if not col)
-        if empty:
-            raise ValueError(f"columns: field(s) {empty} map to an empty column name")
-        return v
+        return check_columns(v, GENERATE_COLUMNS)
 
     @model_validator(mode="after")
     def _sampled_when_several(self) -> "GenerateConfig":
@@ -356,13 +361,7 @@ class JobConfig(JudgeSpec):
     @field_validator("columns")
     @classmethod
     def _known_targets(cls, v: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(v) - set(COLUMN_TARGETS))
-        if unknown:
-            raise ValueError(f"unknown field(s) {unknown} in columns; the fields are {list(COLUMN_TARGETS)}")
-        empty = sorted(k for k, col in v.items() if not col)
-        if empty:
-            raise ValueError(f"columns: field(s) {empty} map to an empty column name")
-        return v
+        return check_columns(v, COLUMN_TARGETS)
 
     @field_validator("labels", mode="before")
     @classmethod
