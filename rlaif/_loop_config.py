@@ -112,6 +112,11 @@ class LoopConfig(_Cfg):
     )
     human_data: HumanData | None = Field(default=None, description="Human-written rows mixed into every training set.")
     eval: LoopEval = Field(default_factory=LoopEval, description="Win rate of each new policy over the previous one.")
+    measure_kl: bool = Field(
+        default=True,
+        description="Monitor the KL of each round's policy to the starting policy on its evaluation answers "
+        "(both models loaded with transformers for the measurement).",
+    )
     probes: Path | None = Field(
         default=None,
         description="Drift probes: prompts whose good answers should not change (factual, refusal-appropriate, "

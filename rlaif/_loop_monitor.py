@@ -115,11 +115,18 @@ def monitor_step(steps: Any, rd: Any, state: Any) -> dict[str, Any]:
         latest[m.round] = m
     history = [latest[r] for r in sorted(latest) if r < rd.r]
     mix = state.done(rd.r, "mix") or {}
+    kl: dict[str, Any] = {}
+    if cfg.measure_kl and cfg.generate.backend in ("vllm", "hf"):  # local model directories
+        from judge.backends._models import resolve_model
+        from rlaif._loop_kl import policy_kl
+
+        kl = policy_kl(rd.policy_in, resolve_model(cfg.policy), answers)
     m = measure_round(
         _responses(answers), references_for(cfg, prompts), _responses(base), history, round=rd.r,
         synthetic_share=mix.get("synthetic_share"), judge_mean=_judge_mean(rd.judgments),
         canary_agreement=_canary_agreement(state.done(rd.r, "judge") or {}),
         audit_estimate=_audit_estimate(Path(cfg.audit.store), (state.done(rd.r, "audit") or {}).get("run_id")),
+        **kl,
     )
     atomic_write(rd.dir / "monitors.json", m.model_dump_json(indent=1) + "\n")
     principles = per_principle(cfg, rd.judgments)
@@ -145,4 +152,4 @@ def monitor_step(steps: Any, rd: Any, state: Any) -> dict[str, Any]:
         )
     return {"monitors": str(rd.dir / "monitors.json"), "alarms": [a.message for a in alarms],
             "overridden": [a.monitor for a in alarms if a.overridden], "distinct_2": m.distinct_2,
-            "tail_coverage": m.tail_coverage, "judge_inflation": m.judge_inflation, "judge_inflated": m.judge_inflated}
+            "tail_coverage": m.tail_coverage, "kl": m.kl, "judge_inflation": m.judge_inflation, "judge_inflated": m.judge_inflated}

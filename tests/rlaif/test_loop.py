@@ -160,6 +160,8 @@ def test_two_gated_rounds_with_crash_resume_and_override(tmp_path, tiny_model, v
     assert m1["synthetic_share"] == mix["synthetic_share"] and m1["judge_mean"] is not None
     assert m0["audit_estimate"] is not None and m1["audit_estimate"] is None  # only round 0's sample is labelled
     assert m0["mean_length_ratio"] == 1.0 and m1["tail_coverage"] is not None
+    # KL to the starting policy: none for the starting policy itself, some once it has been trained.
+    assert m0["kl"] == 0.0 and m1["kl"] > 0.0 and m1["kl_source"] == "logprobs:k3"
     assert json.loads((cfg.run_dir / "round-1" / "alarms.json").read_text()) == []
     # Per principle of the spec: the helpfulness rubric's principles get scores, the others are listed empty.
     principles = json.loads((cfg.run_dir / "round-1" / "principles.json").read_text())
