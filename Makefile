@@ -72,6 +72,7 @@ bench: setup
 	$(BIN)/python benchmarks/reward_throughput.py
 	$(BIN)/python benchmarks/cluster_scaling.py
 	$(BIN)/python benchmarks/rlaif_round.py
+	$(BIN)/python benchmarks/collapse.py
 
 clean:
 	rm -rf runs .pytest_cache
