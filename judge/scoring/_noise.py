@@ -15,15 +15,19 @@ The bounds (``LOGIT_NOISE``, logit units; a margin *at most* the bound is within
 - ``bfloat16``: 0.3, one bf16 step of a logit between 32 and 64 (0.25), where the bundled model's
   verdict logits lie, with room for the float rounding of the reported logprobs: bf16 logits make
   every margin a multiple of such steps (0, 0.25, 0.5; 0.125-wide below 32), and a margin of one
-  step reads as 0.2500x, so a bound *at* 0.25 would split equal margins by rounding. Within one engine no composition we could make (other
-  neighbours, order, calls of 1 to 116 requests, cold or warm prefix cache, 512-token steps)
-  moved any verdict logprob at all; between two separate eval runs a margin moved by one step
-  (0.4999/0.4999 against 0.4377/0.5621), flipping 14 of 200 per-order verdicts. Both readings of
-  such a pair are within this bound, so both are a tie. A model whose logits exceed 64 has
-  0.5-wide steps: set ``JUDGELOOP_LOGIT_NOISE`` for it.
+  step reads as 0.2500x, so a bound *at* 0.25 would split equal margins by rounding. On a CPU
+  with AVX-512 alone no composition inside one engine moved any verdict logprob; between two
+  separate eval runs a margin moved by one step (0.4999/0.4999 against 0.4377/0.5621), flipping
+  14 of 200 per-order verdicts. Both readings of such a pair are within this bound, so both are a
+  tie. On a CPU with AMX tiles batch neighbours and the prefix cache do move logits inside one
+  engine (by up to 0.375 in logprob, one step of a margin): a margin of 0.25 in one run can be
+  0.5 in another, which this rule reads as a tie against a win. No bound removes that (a margin
+  can always sit on it); what the rule does is make every margin whose sign one step can change a
+  tie, so with the noise measured at one step at most a verdict never swaps winners. Bit-reproducible verdicts need float32. A model whose
+  logits exceed 64 has 0.5-wide steps: set ``JUDGELOOP_LOGIT_NOISE`` for it.
 - ``float16``: the same bound (10 mantissa bits, but logits of larger models reach further).
 - ``float32``: 1e-4. Measured: at most 1e-5 between batch compositions (the rounding of the
-  reported logprobs), ten times that for headroom.
+  reported logprobs) with or without AMX, ten times that for headroom.
 
 An unknown dtype (a server that does not say, the scripted test backend) gets no bound: nothing is
 claimed about numerics the judge does not know. ``JUDGELOOP_LOGIT_NOISE`` (a float) overrides the
