@@ -1,6 +1,6 @@
 """Ray glue: judge worker actors and the pool that feeds them. No judging logic lives here.
 
->>> from judge.core._config import load_job_config
+>>> from judge.core._load import load_job_config
 >>> from cluster import run_cluster_job
 >>> summary = run_cluster_job(load_job_config("configs/cluster.yaml"))   # doctest: +SKIP
 

@@ -127,7 +127,7 @@ def load_cli_config(config_path: str | None, overrides: dict[str, Any]) -> Any:
 
     The dropped option names are said in one line on stderr.
     """
-    from judge.core._config import load_job_config
+    from judge.core._load import load_job_config
 
     backend = overrides.get("judge.backend")
     if backend is not None and config_path is not None:

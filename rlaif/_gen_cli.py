@@ -70,7 +70,7 @@ def generate_command(config_path: str, sets: tuple[str, ...], no_progress: bool,
       judgeloop prefs build runs/round0 --data runs/round0/candidates.jsonl --out runs/round0/prefs
     """
     from judge._cli_support import stdout_to_stderr
-    from judge.core._config import load_generate_config
+    from judge.core._load import load_generate_config
     from judge.core._errors import JudgeloopError
     from rlaif._generate import generate_candidates
 

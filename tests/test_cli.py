@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from judge.cli import main
-from judge.core._config import load_job_config
+from judge.core._load import load_job_config
 from judge.inputs._rubric import RUBRIC_DIR, resolve_rubric
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from judge.core._config import JobConfig, load_job_config
+from judge.core._config import JobConfig
+from judge.core._load import load_job_config
 from judge.core._errors import ConfigError
 from judge.inputs import DatasetReport, ItemReader, shape_row
 

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from judge.core._errors import ConfigError, DataError
 from judge.backends import ScriptedBackend
 from judge.cli import main
-from judge.core._config import JobConfig, load_job_config
+from judge.core._config import JobConfig
+from judge.core._load import load_job_config
 from judge.eval import (
     EvalReport,
     eval_table,

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from judge.backends._base import fingerprint_model_dir
-from judge.core._config import JobConfig, load_job_config
+from judge.core._config import JobConfig
+from judge.core._load import load_job_config
 from judge.runner._engine import job_paths, run_job
 from judge.inputs._prompts import prompt_hash, render_messages
 from judge.core._records import Item, Judgment, stable_hash

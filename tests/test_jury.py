@@ -187,7 +187,7 @@ def test_eval_calibrates_jury_weights_and_the_weighted_jury_recovers(tmp_path):
     w = report.calibration["jury_weights"]
     assert w["good"] > 0 and w["biased"] == 0.0 and w["contrarian"] == 0.0
     # The saved config aggregates by weight; judged again with it, the jury is as good as its best member.
-    from judge.core._config import load_job_config
+    from judge.core._load import load_job_config
 
     cfg = load_job_config(saved, {"data": str(PAIRS), "output": str(tmp_path / "x.jsonl")})
     assert cfg.jury.aggregate == "weighted" and {m.name: m.weight for m in cfg.jury.members} == w

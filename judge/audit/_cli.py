@@ -121,7 +121,7 @@ def sample_cmd(judgments: str, budget: str, store_path: str, seed: int, data: st
 
     rubric_refs = list(rubrics)
     if config_path:
-        from judge.core._config import load_job_config
+        from judge.core._load import load_job_config
 
         cfg = load_job_config(config_path, {"output": judgments})
         data = data or str(cfg.data)

@@ -14,9 +14,6 @@ from judge.core._config import (
     SamplingConfig,
     ScoringConfig,
     label_text,
-    load_generate_config,
-    load_job_config,
-    load_judge_spec,
 )
 from judge.core._errors import (
     BackendError,
@@ -27,6 +24,7 @@ from judge.core._errors import (
     MissingDependencyError,
     RubricError,
 )
+from judge.core._load import load_generate_config, load_job_config, load_judge_spec
 from judge.core._records import (
     Item,
     JudgeInfo,

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from judge.backends._base import Backend, Completion, backend_identity, check_backend, generate_each, identity_of
-from judge.core._config import JudgeConfig, JudgeSpec, SamplingConfig, ScoringConfig, load_judge_spec
+from judge.core._config import JudgeConfig, JudgeSpec, SamplingConfig, ScoringConfig
+from judge.core._load import load_judge_spec
 from judge.core._errors import ConfigError
 from judge.core._records import Item, JudgeInfo, JudgeRequest, Judgment, PairVerdict, SamplingParams
 from judge.inputs._rubric import Rubric, resolve_rubric
@@ -151,7 +152,7 @@ class Judge:
             spec: JudgeSpec = load_judge_spec(path)
         except ConfigError as exc:
             # A job config is a judge config plus data and output: accept one too.
-            from judge.core._config import load_job_config
+            from judge.core._load import load_job_config
 
             try:
                 job: JobConfig = load_job_config(path)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from judge.core._config import JobConfig, load_job_config
+from judge.core._config import JobConfig
+from judge.core._load import load_job_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from judge.backends._base import backend_identity, fingerprint_model_dir
 from judge.cli import main
-from judge.core._config import GenerateConfig, JobConfig, load_generate_config
+from judge.core._config import GenerateConfig, JobConfig
+from judge.core._load import load_generate_config
 from judge.core._errors import ConfigError
 from judge.inputs._data import ItemReader
 from judge.inputs._rubric import resolve_rubric
@@ -245,7 +246,7 @@ def test_the_output_defaults_to_the_judges_data_and_a_generate_only_file_needs_o
 
 
 def test_the_shipped_round_config_serves_generate_and_judge():
-    from judge.core._config import load_job_config
+    from judge.core._load import load_job_config
 
     root = Path(__file__).resolve().parents[2]
     gen, _ = load_generate_config(root / "configs/rlaif_round.yaml")
