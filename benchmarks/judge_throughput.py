@@ -179,28 +179,36 @@ def run_product(
         "scored": sum(j.status == "scored" for j in judgments),
         "method": judgments[0].extra.get("method"),
         "scores": {j.item_id: j.scores for j in judgments},
-        **({"cached_prompt_tokens": counter.cached} if counter is not None else {}),
-    }
+        **({"cached_prompt_tokens": counter.cached, "engine_s": counter.engine_s, "prompt_ids": counter.prompt_ids}
+           if counter is not None else {}),
+    }  # fmt: skip
 
 
 class CachedTokens:
     """Counts the prompt tokens vLLM served from its prefix cache (``RequestOutput.num_cached_tokens``).
 
     Wraps the engine's ``generate`` for the duration of a timed run; the product's backend is not
-    changed.
+    changed. Also keeps the time spent inside the engine's ``generate`` (the rest of a job's wall
+    time is the runner's: request building, reading verdicts, writing records) and the prompts'
+    token ids, for :func:`run_bare_prompts`.
     """
 
     def __init__(self, llm: Any) -> None:
         self.llm, self.prompt = llm, 0
         self.cached = 0
+        self.engine_s = 0.0
+        self.prompt_ids: list[list[int]] = []
         self._orig = llm.generate
 
     def __enter__(self) -> "CachedTokens":
         def generate(*a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
             outs = self._orig(*a, **kw)
+            self.engine_s += time.perf_counter() - t0
             for o in outs:
                 self.prompt += len(o.prompt_token_ids or [])
                 self.cached += int(o.num_cached_tokens or 0)
+                self.prompt_ids.append(list(o.prompt_token_ids or []))
             return outs
 
         self.llm.generate = generate
@@ -235,6 +243,35 @@ def run_floor(backend: Any, items: list[Any], tokenizer: Any, args: argparse.Nam
         wall = time.perf_counter() - t0
     return {"items_timed": len(items), "wall_s": wall, "prompt_tokens": counter.prompt, "completion_tokens": len(items),
             "cached_prompt_tokens": counter.cached, "scored": len(items), "method": "bare generate(max_tokens=1)"}  # fmt: skip
+
+
+def run_bare_prompts(backend: Any, prompt_ids: list[list[int]], args: argparse.Namespace) -> dict[str, Any]:
+    """The judge's own prompts (token ids as the engine saw them) through a bare ``generate(max_tokens=1)``.
+
+    Between the floor (the items' texts alone) and the judge: the same tokens and prefix-cache hits
+    as the judge, without its logprobs, constrained choice and runner. The prefix cache is emptied
+    and then holds only the prompts' common prefix (the rubric's system turn), as it did for the
+    judge after its warm-up.
+    """
+    from vllm import SamplingParams as VSamplingParams
+    from vllm.inputs import TokensPrompt
+
+    common = prompt_ids[0]
+    for ids in prompt_ids[1:]:
+        n = next((k for k, (a, b) in enumerate(zip(common, ids)) if a != b), min(len(common), len(ids)))
+        common = common[:n]
+    params = VSamplingParams(temperature=0.0, max_tokens=1)
+    backend.llm.reset_prefix_cache()
+    backend.llm.generate([TokensPrompt(prompt_token_ids=common)], params, use_tqdm=False)
+    with CachedTokens(backend.llm) as counter:
+        t0 = time.perf_counter()
+        for k in range(0, len(prompt_ids), args.batch_size):
+            backend.llm.generate([TokensPrompt(prompt_token_ids=x) for x in prompt_ids[k : k + args.batch_size]],
+                                 params, use_tqdm=False)  # fmt: skip
+        wall = time.perf_counter() - t0
+    return {"items_timed": len(prompt_ids), "wall_s": wall, "prompt_tokens": counter.prompt,
+            "completion_tokens": len(prompt_ids), "cached_prompt_tokens": counter.cached, "scored": len(prompt_ids),
+            "method": "the judge's prompts, bare generate(max_tokens=1)", "shared_prefix_tokens": len(common)}  # fmt: skip
 
 
 class NaiveLoop:
@@ -377,6 +414,19 @@ def report(
             "target": 1.5,
         }
         floor["met"] = floor["judge_over_floor"] <= floor["target"]
+    if floor and "prompts" in runs and runs["prompts"][:done]:
+        # Where the judge's time goes, from its fastest repeat and the same repeat's floors: the
+        # judge's tokens alone (bare generate of its prompts), then the engine calls the job made
+        # (the same tokens with logprobs and the constrained choice), then the whole job (+ runner).
+        k = min(range(done), key=lambda i: runs["vllm"][i]["wall_s"])
+        v, f, b = runs["vllm"][k], runs["floor"][k], runs["prompts"][k]
+        floor["time_split_s"] = {"floor": f["wall_s"], "bare_judge_prompts": b["wall_s"],
+                                 "judge_engine_calls": v["engine_s"], "judge_runner": v["wall_s"] - v["engine_s"],
+                                 "judge_job": v["wall_s"]}  # fmt: skip
+        floor["over_floor"] = {"bare_judge_prompts": b["wall_s"] / f["wall_s"],
+                               "judge_engine_calls": v["engine_s"] / f["wall_s"], "judge_job": v["wall_s"] / f["wall_s"]}  # fmt: skip
+        floor["bare_judge_uncached_prompt_tokens_per_judgment"] = (b["prompt_tokens"] - b["cached_prompt_tokens"]) / b["items_timed"]
+        floor["shared_prefix_tokens"] = b["shared_prefix_tokens"]
     agreement = None
     if done and "hf" in runs and "vllm" in runs:  # the same items (repeat 1), greedy on both
         sa, sb = runs["hf"][0]["scores"], runs["vllm"][0]["scores"]
@@ -404,6 +454,13 @@ def report(
                   f"{floor['judge_prompt_tokens_per_judgment']:.0f} prompt tokens, "
                   f"{floor['judge_uncached_prompt_tokens_per_judgment']:.0f} not from the prefix cache, "
                   f"against the item's own {floor['item_tokens_per_judgment']:.0f}")  # fmt: skip
+        if "time_split_s" in floor:
+            t, o = floor["time_split_s"], floor["over_floor"]
+            print(f"where the time goes (fastest vllm repeat): floor {t['floor']:.1f}s; the judge's prompts through a "
+                  f"bare generate {t['bare_judge_prompts']:.1f}s ({o['bare_judge_prompts']:.2f}x: the tokens); the job's "
+                  f"engine calls {t['judge_engine_calls']:.1f}s ({o['judge_engine_calls']:.2f}x: + logprobs, "
+                  f"constrained choice); the whole job {t['judge_job']:.1f}s ({o['judge_job']:.2f}x: + runner "
+                  f"{t['judge_runner']:.1f}s); shared prefix {floor['shared_prefix_tokens']} tokens")  # fmt: skip
         if agreement is not None:
             print(f"hf and vllm gave the same scores on {agreement:.0%} of items (greedy, {args.dtype})")
 
@@ -425,13 +482,14 @@ def report(
         "load_average_1m": {"start": round(load_start[0], 2), "end": round(load_now[0], 2)},
         "setup_s": {k: round(v, 2) for k, v in setup.items()},
         "results": {
-            name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "scores"}
+            name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k not in ("scores", "prompt_ids")}
             for name, r in results.items()
         },
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "ratios_per_repeat": per_repeat,
         "targets": {k: {"target": targets[k], "met": ok} for k, ok in met.items()},
-        "prefill_floor": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in floor.items()},
+        "prefill_floor": {k: ({kk: round(vv, 3) for kk, vv in v.items()} if isinstance(v, dict)
+                              else round(v, 3) if isinstance(v, float) else v) for k, v in floor.items()},  # fmt: skip
         "hf_vllm_score_agreement": agreement,
     }
     path = Path(args.out)
@@ -460,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-num-batched-tokens", type=int, default=None,
                    help="vLLM: most tokens per engine step (default: the backend's default).")  # fmt: skip
     p.add_argument("--block-size", type=int, default=None,
-                   help="vLLM: KV-cache block size, the unit of prefix caching (default: the platform's, 128 on CPU).")  # fmt: skip
+                   help="vLLM: KV-cache block size, the unit of prefix caching (default: the backend's, 32 on CPU).")  # fmt: skip
     p.add_argument("--no-floor", action="store_true", help="Skip the prefill floor (bare generate of the items' texts).")
     p.add_argument("--kv-cache-gib", type=int, default=1, help="vLLM-CPU KV cache (GiB) when not set in the env.")
     p.add_argument("--no-prefix-caching", action="store_true", help="vLLM: disable prefix caching.")
@@ -539,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                 setup["vllm_engine_start_s"] = time.perf_counter() - t0
             runs = {name: [] for name in backends}
             if "vllm" in backends and not args.no_floor:
-                runs["floor"] = []
+                runs["floor"], runs["prompts"] = [], []
             for k in range(args.repeats):
                 for name, be in backends.items():
                     print(f"{name}: repeat {k + 1}/{args.repeats} ...", file=sys.stderr, flush=True)
@@ -550,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
                     if name == "vllm" and "floor" in runs:
                         print(f"floor: repeat {k + 1}/{args.repeats} ...", file=sys.stderr, flush=True)
                         runs["floor"].append(run_floor(be, item_sets[k], tokenizer, args))
+                        print(f"the judge's prompts, bare: repeat {k + 1}/{args.repeats} ...", file=sys.stderr, flush=True)
+                        runs["prompts"].append(run_bare_prompts(be, runs["vllm"][k]["prompt_ids"], args))
                 report(runs, setup, load_start, args, final=False)
         finally:
             for be in backends.values():
