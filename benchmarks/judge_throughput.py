@@ -223,26 +223,43 @@ def item_token_ids(items: list[Any], tokenizer: Any) -> list[list[int]]:
     return [tokenizer(f"{i.prompt}\n\n{i.response}", add_special_tokens=False)["input_ids"] for i in items]
 
 
+def _bare_generate(backend: Any, prompt_ids: list[list[int]], args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """Token-id prompts through a bare ``generate(max_tokens=1)`` in calls of ``--batch-size``, timed.
+
+    Greedy, no logprobs, no constraint; the prompt and cached tokens are counted as for the judge.
+    """
+    from vllm import SamplingParams as VSamplingParams
+    from vllm.inputs import TokensPrompt
+
+    params = VSamplingParams(temperature=0.0, max_tokens=1)
+    with CachedTokens(backend.llm) as counter:
+        t0 = time.perf_counter()
+        for k in range(0, len(prompt_ids), args.batch_size):
+            backend.llm.generate([TokensPrompt(prompt_token_ids=x) for x in prompt_ids[k : k + args.batch_size]],
+                                 params, use_tqdm=False)  # fmt: skip
+        wall = time.perf_counter() - t0
+    n = len(prompt_ids)
+    return {"items_timed": n, "wall_s": wall, "prompt_tokens": counter.prompt, "completion_tokens": n,
+            "cached_prompt_tokens": counter.cached, "scored": n, "method": method}  # fmt: skip
+
+
+def _warm(backend: Any, ids: list[int]) -> None:
+    from vllm import SamplingParams as VSamplingParams
+    from vllm.inputs import TokensPrompt
+
+    backend.llm.generate([TokensPrompt(prompt_token_ids=ids)], VSamplingParams(temperature=0.0, max_tokens=1),
+                         use_tqdm=False)  # fmt: skip
+
+
 def run_floor(backend: Any, items: list[Any], tokenizer: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The prefill floor: the items' own texts through a bare ``generate(max_tokens=1)`` on the same engine.
 
     In calls of ``--batch-size`` prompts, like the judge, greedy, no logprobs, no constraint: the
     least work any judge of these items has to do.
     """
-    from vllm import SamplingParams as VSamplingParams
-    from vllm.inputs import TokensPrompt
-
     ids = item_token_ids(items, tokenizer)
-    params = VSamplingParams(temperature=0.0, max_tokens=1)
-    backend.llm.generate([TokensPrompt(prompt_token_ids=ids[0][:64])], params, use_tqdm=False)  # warm-up
-    with CachedTokens(backend.llm) as counter:
-        t0 = time.perf_counter()
-        for k in range(0, len(ids), args.batch_size):
-            backend.llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids[k : k + args.batch_size]], params,
-                                 use_tqdm=False)  # fmt: skip
-        wall = time.perf_counter() - t0
-    return {"items_timed": len(items), "wall_s": wall, "prompt_tokens": counter.prompt, "completion_tokens": len(items),
-            "cached_prompt_tokens": counter.cached, "scored": len(items), "method": "bare generate(max_tokens=1)"}  # fmt: skip
+    _warm(backend, ids[0][:64])
+    return _bare_generate(backend, ids, args, "bare generate(max_tokens=1)")
 
 
 def run_bare_prompts(backend: Any, prompt_ids: list[list[int]], args: argparse.Namespace) -> dict[str, Any]:
@@ -253,25 +270,14 @@ def run_bare_prompts(backend: Any, prompt_ids: list[list[int]], args: argparse.N
     and then holds only the prompts' common prefix (the rubric's system turn), as it did for the
     judge after its warm-up.
     """
-    from vllm import SamplingParams as VSamplingParams
-    from vllm.inputs import TokensPrompt
-
     common = prompt_ids[0]
     for ids in prompt_ids[1:]:
         n = next((k for k, (a, b) in enumerate(zip(common, ids)) if a != b), min(len(common), len(ids)))
         common = common[:n]
-    params = VSamplingParams(temperature=0.0, max_tokens=1)
     backend.llm.reset_prefix_cache()
-    backend.llm.generate([TokensPrompt(prompt_token_ids=common)], params, use_tqdm=False)
-    with CachedTokens(backend.llm) as counter:
-        t0 = time.perf_counter()
-        for k in range(0, len(prompt_ids), args.batch_size):
-            backend.llm.generate([TokensPrompt(prompt_token_ids=x) for x in prompt_ids[k : k + args.batch_size]],
-                                 params, use_tqdm=False)  # fmt: skip
-        wall = time.perf_counter() - t0
-    return {"items_timed": len(prompt_ids), "wall_s": wall, "prompt_tokens": counter.prompt,
-            "completion_tokens": len(prompt_ids), "cached_prompt_tokens": counter.cached, "scored": len(prompt_ids),
-            "method": "the judge's prompts, bare generate(max_tokens=1)", "shared_prefix_tokens": len(common)}  # fmt: skip
+    _warm(backend, common)
+    out = _bare_generate(backend, prompt_ids, args, "the judge's prompts, bare generate(max_tokens=1)")
+    return {**out, "shared_prefix_tokens": len(common)}
 
 
 class NaiveLoop:
