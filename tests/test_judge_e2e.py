@@ -21,6 +21,7 @@ from judge.core._load import load_job_config
 from judge.runner._engine import job_paths, run_job
 from judge.inputs._prompts import prompt_hash, render_messages
 from judge.core._records import Item, Judgment, stable_hash
+from verdict_helpers import swapped_winners
 from judge.inputs._rubric import resolve_rubric
 from judge.scoring import Judge, rebuild_messages
 
@@ -156,8 +157,7 @@ def test_vllm_job_is_deterministic(vllm_job, vllm_backend, tmp_path):
         runs.append({j.key: (j.raw_output, j.scores, j.winner) for j in read_judgments(job_paths(again.output).output)})
     assert runs[0] == runs[1]
     assert set(runs[0]) == {j.key for j in first}
-    opposite = {"A": "B", "B": "A"}
-    assert not [j.key for j in first if j.winner in opposite and runs[0][j.key][2] == opposite[j.winner]]
+    assert not swapped_winners({j.key: j.winner for j in first}, {k: r[2] for k, r in runs[0].items()})
 
 
 @pytest.mark.vllm

@@ -20,7 +20,7 @@ from judge.core._records import Item, JudgeInfo
 from judge.inputs._rubric import resolve_rubric
 from judge.scoring import LOGIT_NOISE, judgment_from, logit_margin, noise_bound
 from scoring_helpers import build
-from verdict_helpers import first_token
+from verdict_helpers import first_token, swapped_winners
 
 DATA = Path(__file__).resolve().parent / "data"
 PAIR = Item(id="p1", prompt="What is 2 + 2?", response_a="4", response_b="5")
@@ -189,12 +189,11 @@ def test_bf16_verdicts_across_batch_compositions_move_between_a_win_and_a_tie_ne
     # Either way a margin that crosses zero is within the noise, so it reads as a tie: what may
     # change between runs is a win against a tie, never A against B.
     first, second = _two_compositions(vllm_backend)
-    opposite = {"A": "B", "B": "A"}
     moved = _side_by_side(first, second)
-    flipped = [k for k, j in first.items() if opposite.get(j.winner) == second[k].winner]
+    flipped = swapped_winners({k: j.winner for k, j in first.items()}, {k: j.winner for k, j in second.items()})
     assert not flipped, "opposite per-order verdicts between batch compositions:\n" + moved
     c1, c2 = _combined(first), _combined(second)
-    assert not [i for i in c1 if opposite.get(c1[i]) == c2[i]], (c1, c2)
+    assert not swapped_winners(c1, c2), (c1, c2)
     dtype = vllm_backend.info().dtype
     noisy = _check_noise_marks(first, dtype) + _check_noise_marks(second, dtype)
     print(f"bf16: {len(moved.splitlines()) if moved else 0}/{len(first)} per-order verdicts moved between a win and a "

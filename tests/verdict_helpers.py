@@ -54,3 +54,8 @@ def scores(*criteria: tuple[str, dict[str, float]]) -> Completion:
     if len(criteria) > 1:
         toks.append(tok("}"))
     return completion(toks)
+
+
+def swapped_winners(before: dict[str, str | None], after: dict[str, str | None]) -> list[str]:
+    """Keys whose winner is A in one run and B in the other: the move numeric noise must never make."""
+    return [k for k, w in before.items() if {w, after.get(k)} == {"A", "B"}]
