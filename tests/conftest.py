@@ -44,6 +44,20 @@ def vllm_backend(model_dir):
 
 
 @pytest.fixture(scope="session")
+def vllm_float32(model_dir):
+    """A float32 engine: the dtype whose runs reproduce whatever the batch and the prefix cache.
+
+    In bf16, on CPUs with AMX tiles, the same request can read a logit one bf16 step apart from
+    one run to the next (see test_reproducible_verdicts.py), so exact reruns are tested here.
+    """
+    from judge.backends import create_backend
+
+    backend = create_backend("vllm", model=model_dir, dtype="float32", max_model_len=4096, enforce_eager=True)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
 def hf_backend(model_dir):
     """One transformers model (bf16) for the whole session."""
     from judge.backends import create_backend

@@ -143,21 +143,34 @@ def test_vllm_job_writes_traceable_judgments(vllm_job, model_dir):
 
 
 @pytest.mark.vllm
-def test_vllm_job_is_deterministic(vllm_job, vllm_backend, tmp_path):
-    # From the same engine state (an empty prefix cache) a job reruns bit for bit. Against the
-    # first run, made with whatever the cache held then, a bf16 verdict may move between a win
-    # and a tie (on CPUs with AMX tiles the cache moves logits by one bf16 step), never to the
-    # other side: see test_reproducible_verdicts.py.
+def test_vllm_job_is_deterministic(vllm_job, vllm_backend, vllm_float32, tmp_path):
+    # float32: a job reruns to the same verdicts from a cold prefix cache and from a warm one. bf16,
+    # on CPUs with AMX tiles, reads a logit one bf16 step apart from run to run: a rerun's verdict
+    # may move between a win and a tie, never to the other side (see test_reproducible_verdicts.py).
     cfg, _, first = vllm_job
-    runs = []
-    for name in ("again", "again-2"):
-        vllm_backend.llm.reset_prefix_cache()
+
+    def run(name: str, backend) -> dict:
         again = cfg.model_copy(update={"output": tmp_path / name / "judgments.jsonl"})
-        run_job(again, backend=vllm_backend, progress=False)
-        runs.append({j.key: (j.raw_output, j.scores, j.winner) for j in read_judgments(job_paths(again.output).output)})
-    assert runs[0] == runs[1]
-    assert set(runs[0]) == {j.key for j in first}
-    assert not swapped_winners({j.key: j.winner for j in first}, {k: r[2] for k, r in runs[0].items()})
+        run_job(again, backend=backend, progress=False)
+        return {where(j): j for j in read_judgments(job_paths(again.output).output)}
+
+    def where(j) -> tuple:  # a judgment's key also names the judge's dtype
+        return (j.item_id, j.rubric.id, j.kind, j.order)
+
+    vllm_float32.llm.reset_prefix_cache()
+    cold, warm = run("f32-cold", vllm_float32), run("f32-warm", vllm_float32)
+    assert set(cold) == set(warm) == {where(j) for j in first}
+    assert all(j.judge.dtype == "float32" and j.status == "scored" for j in cold.values())
+    for k, j in cold.items():
+        assert (j.raw_output, j.winner) == (warm[k].raw_output, warm[k].winner), k
+        scores, again = j.scores or {}, warm[k].scores or {}  # pairwise verdicts have no scores
+        assert scores.keys() == again.keys()
+        for c, v in scores.items():
+            assert v == pytest.approx(again[c], abs=1e-4), (k, c)
+
+    bf16 = run("bf16-again", vllm_backend)
+    assert set(bf16) == {where(j) for j in first}
+    assert not swapped_winners({where(j): j.winner for j in first}, {k: j.winner for k, j in bf16.items()})
 
 
 @pytest.mark.vllm

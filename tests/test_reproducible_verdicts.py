@@ -201,16 +201,6 @@ def test_bf16_verdicts_across_batch_compositions_move_between_a_win_and_a_tie_ne
     assert noisy > 0  # the labelled pairs hold near-ties for the 135M model: the rule is exercised
 
 
-@pytest.fixture(scope="module")
-def vllm_float32(model_dir):
-    """A float32 engine, the dtype whose verdicts reproduce bit for bit whatever the batch."""
-    from judge.backends import create_backend
-
-    backend = create_backend("vllm", model=model_dir, dtype="float32", max_model_len=4096, enforce_eager=True)
-    yield backend
-    backend.close()
-
-
 @pytest.mark.model
 @pytest.mark.vllm
 def test_float32_verdicts_are_the_same_in_two_batch_compositions(vllm_float32):

@@ -299,7 +299,9 @@ def test_cli_generate_reports_config_errors_without_a_traceback(tmp_path):
 
 @pytest.mark.vllm
 @pytest.mark.model
-def test_vllm_policy_samples_different_candidates_and_a_seed_reproduces_them(tmp_path, vllm_backend, model_dir):
+def test_vllm_policy_samples_different_candidates_and_a_seed_reproduces_them(
+    tmp_path, vllm_float32, vllm_backend, model_dir
+):
     from judge.core._config import JobConfig
     from judge.runner._engine import run_job
 
@@ -316,13 +318,13 @@ def test_vllm_policy_samples_different_candidates_and_a_seed_reproduces_them(tmp
             sampling={"temperature": 0.8, "max_tokens": 32, "seed": 3},
         )  # fmt: skip
 
-    # Both runs start from an empty prefix cache: in bf16 a cached prefix can move a logit by one
-    # step on CPUs with AMX tiles, and a sampled token with it (float32 does not move).
-    vllm_backend.llm.reset_prefix_cache()
-    first = generate_candidates(cfg("a"), backend=vllm_backend, progress=False)
-    vllm_backend.llm.reset_prefix_cache()
-    second = generate_candidates(cfg("b"), backend=vllm_backend, progress=False)
+    # A seed reproduces a text in float32, cold cache or warm. In bf16, on CPUs with AMX tiles, a
+    # logit can read one bf16 step apart from run to run, and a sampled token moves with it.
+    vllm_float32.llm.reset_prefix_cache()
+    first = generate_candidates(cfg("a"), backend=vllm_float32, progress=False)
+    second = generate_candidates(cfg("b"), backend=vllm_float32, progress=False)
     assert first.candidates == second.candidates == 9 and first.policy.backend == "vllm"
+    assert first.policy.dtype == "float32"
     a, b = read_candidates(cfg("a").output), read_candidates(cfg("b").output)
     for pid in ("sky", "tea", "pet"):
         texts = [r.response for r in a if r.prompt_id == pid]
