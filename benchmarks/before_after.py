@@ -145,10 +145,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "runs": {side: [{"results": r.get("results"), "prefill_floor": r.get("prefill_floor")} for r in rs]
                  for side, rs in runs.items()},  # fmt: skip
     }
+    from judge.core._io import atomic_write
+
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = a.out.with_name(a.out.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    os.replace(tmp, a.out)
+    atomic_write(a.out, json.dumps(out, indent=2) + "\n")
     print(f"wrote {a.out}")
     return out
 

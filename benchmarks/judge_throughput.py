@@ -270,10 +270,7 @@ def run_bare_prompts(backend: Any, prompt_ids: list[list[int]], args: argparse.N
     and then holds only the prompts' common prefix (the rubric's system turn), as it did for the
     judge after its warm-up.
     """
-    common = prompt_ids[0]
-    for ids in prompt_ids[1:]:
-        n = next((k for k, (a, b) in enumerate(zip(common, ids)) if a != b), min(len(common), len(ids)))
-        common = common[:n]
+    common = os.path.commonprefix(prompt_ids)  # element-wise: the token ids every prompt starts with
     backend.llm.reset_prefix_cache()
     _warm(backend, common)
     out = _bare_generate(backend, prompt_ids, args, "the judge's prompts, bare generate(max_tokens=1)")
@@ -498,11 +495,11 @@ def report(
                               else round(v, 3) if isinstance(v, float) else v) for k, v in floor.items()},  # fmt: skip
         "hf_vllm_score_agreement": agreement,
     }
+    from judge.core._io import atomic_write
+
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(out, indent=2) + "\n")
     if final:
         print(f"wrote {path}")
 

@@ -218,11 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     out = {"benchmark": "verdict_noise", "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "requests": len(reqs),
            "config": {k: v for k, v in vars(args).items() if k != "out"}, "runs": runs, "judgments_per_s": speed,
            "load_average_1m_end": os.getloadavg()[0]}  # fmt: skip
+    from judge.core._io import atomic_write
+
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_name(path.name + ".tmp")
-    tmp_path.write_text(json.dumps(out, indent=2) + "\n")
-    os.replace(tmp_path, path)
+    atomic_write(path, json.dumps(out, indent=2) + "\n")
     print()
     for r in runs:
         if "error" in r:
