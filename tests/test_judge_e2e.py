@@ -149,13 +149,13 @@ def test_vllm_job_is_deterministic(vllm_job, vllm_backend, vllm_float32, tmp_pat
     # may move between a win and a tie, never to the other side (see test_reproducible_verdicts.py).
     cfg, _, first = vllm_job
 
+    def where(j) -> tuple:  # a judgment's key also names the judge's dtype
+        return (j.item_id, j.rubric.id, j.kind, j.order)
+
     def run(name: str, backend) -> dict:
         again = cfg.model_copy(update={"output": tmp_path / name / "judgments.jsonl"})
         run_job(again, backend=backend, progress=False)
         return {where(j): j for j in read_judgments(job_paths(again.output).output)}
-
-    def where(j) -> tuple:  # a judgment's key also names the judge's dtype
-        return (j.item_id, j.rubric.id, j.kind, j.order)
 
     vllm_float32.llm.reset_prefix_cache()
     cold, warm = run("f32-cold", vllm_float32), run("f32-warm", vllm_float32)

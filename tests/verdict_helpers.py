@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Mapping
+from typing import TypeVar
 
 from judge.backends import Completion, TokenLogprob
 
@@ -56,6 +58,9 @@ def scores(*criteria: tuple[str, dict[str, float]]) -> Completion:
     return completion(toks)
 
 
-def swapped_winners(before: dict[str, str | None], after: dict[str, str | None]) -> list[str]:
+K = TypeVar("K", bound=Hashable)
+
+
+def swapped_winners(before: Mapping[K, str | None], after: Mapping[K, str | None]) -> list[K]:
     """Keys whose winner is A in one run and B in the other: the move numeric noise must never make."""
     return [k for k, w in before.items() if {w, after.get(k)} == {"A", "B"}]
