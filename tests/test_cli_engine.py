@@ -110,7 +110,7 @@ def test_sigterm_shuts_the_engine_down_and_the_job_resumes(tmp_path, model_dir):
     import psutil
 
     base = _demo_rows()
-    # Distinct items (same texts would be judged once), 16+ batches of 4: far from done when stopped
+    # 60 distinct items (same texts would be judged once), 15 batches of 4: far from done when stopped
     # after the first batches, and the rerun stays short.
     rows = [dict(r, id=f"{r['id']}-{k}", response=f"{r['response']} (answer {k})") for k in range(5) for r in base]
     job = _job(tmp_path, rows, model_dir, batch_size=4)
