@@ -65,3 +65,58 @@ def hf_backend(model_dir):
     backend = create_backend("hf", model=model_dir, batch_size=16)
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def served_judge(model_dir, tmp_path_factory):
+    """A real OpenAI-compatible vLLM server (``judge.serve``) on 127.0.0.1 serving the bundled model
+    as 'bundled', for the whole session: the openai backend's tests and the async reward share it.
+
+    Yields its base URL. It runs in a process group of its own, so teardown stops the API server
+    and the engine it spawned.
+    """
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    cmd = [sys.executable, "-m", "judge.serve", "--model", "bundled", "--port", str(port),
+           "--enforce-eager", "--max-model-len", "2048"]  # fmt: skip
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1"))  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}/v1"
+
+    def tail() -> str:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the server exited with status {proc.returncode}:\n{tail()}")
+            try:
+                if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the server did not answer within 600 s:\n{tail()}")
+            time.sleep(1.0)
+        yield base_url
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

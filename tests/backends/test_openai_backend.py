@@ -1,7 +1,8 @@
 """The openai backend against a real ``vllm serve`` (started with ``judge.serve``) on the bundled model.
 
-One server for the whole module: it takes 30-60 s to start on 2 cores. A few tests also use the
-session's local vLLM engine to check that the HTTP path gives the same greedy tokens.
+One server for the whole session (``served_judge``): it takes 30-60 s to start on 2 cores. A few
+tests also use the session's local vLLM engine to check that the HTTP path gives the same greedy
+tokens.
 """
 
 from __future__ import annotations
@@ -9,13 +10,8 @@ from __future__ import annotations
 import http.server
 import json
 import math
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -38,7 +34,6 @@ pytestmark = [pytest.mark.vllm, pytest.mark.model]
 
 HELP = resolve_rubric("helpfulness")
 PAIR = resolve_rubric("instruction_following")
-START_TIMEOUT_S = 600
 
 ITEMS = [
     Item(id="add", prompt="What is 12 + 7?", response="12 + 7 = 19."),
@@ -58,46 +53,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _log_tail(path: Path, n: int = 40) -> str:
-    lines = path.read_text(errors="replace").splitlines()
-    return "\n".join(lines[-n:])
-
-
 @pytest.fixture(scope="module")
-def server(model_dir, tmp_path_factory):
-    """A real OpenAI-compatible vLLM server on 127.0.0.1, serving the bundled model as 'bundled'."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("serve") / "server.log"
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1")
-    cmd = [sys.executable, "-m", "judge.serve", "--model", "bundled", "--port", str(port),
-           "--enforce-eager", "--max-model-len", "2048"]  # fmt: skip
-    with log.open("wb") as fh:
-        # Its own process group, so teardown stops the API server and the engine it spawned.
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with status {proc.returncode}:\n{_log_tail(log)}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer within {START_TIMEOUT_S} s:\n{_log_tail(log)}")
-            time.sleep(1.0)
-        yield base_url
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def server(served_judge):
+    """The session's served judge (tests/conftest.py), serving the bundled model as 'bundled'."""
+    return served_judge
 
 
 @pytest.fixture(scope="module")

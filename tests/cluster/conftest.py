@@ -42,12 +42,16 @@ def items(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reference(items, model_dir, tmp_path_factory) -> set[tuple]:
-    """Judgments of ``items`` by the single-process engine (its vLLM engine is closed at the end)."""
+def reference(items, vllm_float32, tmp_path_factory) -> set[tuple]:
+    """Judgments of ``items`` by the single-process engine: the session's float32 engine, which has
+    the workers' judge identity (backend, model, dtype) and, in float32, their results whatever its
+    context length and prefix cache. Its cache is emptied first, as a fresh worker's is."""
     from judge.core._config import JobConfig
     from judge.runner._engine import run_job
 
     out = tmp_path_factory.mktemp("reference") / "judgments.jsonl"
-    summary = run_job(JobConfig.model_validate(job_dict(items, out, cluster=False)), progress=False)
+    vllm_float32.llm.reset_prefix_cache()
+    cfg = JobConfig.model_validate(job_dict(items, out, cluster=False))
+    summary = run_job(cfg, backend=vllm_float32, progress=False)
     assert summary.new_judgments == N_ITEMS
     return judgment_set(out)

@@ -11,11 +11,15 @@ from judge.core._config import ClusterConfig
 pytestmark = pytest.mark.ray
 
 
-def test_an_unreachable_cluster_address_is_a_clear_error():
+def test_an_unreachable_cluster_address_is_a_clear_error(monkeypatch):
     import ray
+    import ray.util.client.worker as client_worker
 
     assert not ray.is_initialized()
-    # Port 9 (discard) has no Ray on it; Ray Client gives up after its connection timeout (~30 s).
+    # Port 9 (discard) has no Ray on it. Ray Client tries 3 times, waiting 5, 10 and 15 s; the error
+    # is under test, not Ray's wait, so each attempt here waits 1 s.
+    monkeypatch.setattr(client_worker, "INITIAL_TIMEOUT_SEC", 1)
+    monkeypatch.setattr(client_worker, "MAX_TIMEOUT_SEC", 1)
     with pytest.raises(ClusterError, match=r"cannot join the Ray cluster at cluster.address='ray://127.0.0.1:9'"):
         connect(ClusterConfig(enabled=True, address="ray://127.0.0.1:9"))
     assert not ray.is_initialized()

@@ -347,59 +347,12 @@ def test_grpo_awaits_the_async_pairwise_judge_on_each_prompts_generations(tiny_m
 # The async variant against a served judge (a real OpenAI-compatible vLLM server)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """``judge.serve`` on 127.0.0.1 with the bundled model (as in tests/backends/test_openai_backend.py)."""
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path_factory.mktemp("serve") / "server.log"
-    cmd = [sys.executable, "-m", "judge.serve", "--model", "bundled", "--port", str(port),
-           "--enforce-eager", "--max-model-len", "2048"]  # fmt: skip
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1"))  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with status {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer within 600 s:\n{log.read_text()[-3000:]}")
-            time.sleep(1.0)
-        yield base_url
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.mark.model
 @pytest.mark.vllm
-def test_the_async_reward_judges_through_a_served_judge_without_blocking_the_loop(served):
+def test_the_async_reward_judges_through_a_served_judge_without_blocking_the_loop(served_judge):
     from judge.backends import create_backend
 
-    backend = create_backend("openai", model="bundled", base_url=served, max_retries=2)
+    backend = create_backend("openai", model="bundled", base_url=served_judge, max_retries=2)
     judge = Judge("helpfulness", backend)
     assert judge.plan(judge.rubrics[0]).method == "logprob"
     reward = areward_function(judge)
