@@ -76,16 +76,14 @@ def served_judge(model_dir, tmp_path_factory):
     and the engine it spawned.
     """
     import signal
-    import socket
     import subprocess
     import sys
     import time
 
     import httpx
+    from net_helpers import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "server.log"
     cmd = [sys.executable, "-m", "judge.serve", "--model", "bundled", "--port", str(port),
            "--enforce-eager", "--max-model-len", "2048"]  # fmt: skip

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from net_helpers import free_port
 
 from judge.audit import AuditSample, AuditStore, JudgeOutput
 from judge.core._records import Item, Message, RubricRef
@@ -95,12 +96,6 @@ def make_store(path: Path, samples: list[AuditSample]) -> AuditStore:
     store = AuditStore(path)
     store.add_samples(samples)
     return store
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LiveServer:

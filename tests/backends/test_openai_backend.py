@@ -10,12 +10,12 @@ from __future__ import annotations
 import http.server
 import json
 import math
-import socket
 import threading
 from pathlib import Path
 
 import httpx
 import pytest
+from net_helpers import free_port
 
 from judge import BackendError
 from judge.backends import create_backend
@@ -47,21 +47,9 @@ ITEMS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(served_judge):
-    """The session's served judge (tests/conftest.py), serving the bundled model as 'bundled'."""
-    return served_judge
-
-
-@pytest.fixture(scope="module")
-def backend(server):
-    be = create_backend("openai", model="bundled", base_url=server, max_retries=2)
+def backend(served_judge):
+    be = create_backend("openai", model="bundled", base_url=served_judge, max_retries=2)
     yield be
     be.close()
 
@@ -137,8 +125,8 @@ def test_choices_and_pairwise_verdicts(backend, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["logprob", "json"])
-def test_run_job_over_http_writes_traceable_judgments(server, tmp_path, method):
-    cfg = _job(tmp_path, ITEMS, "helpfulness", method, base_url=server, concurrency=4)
+def test_run_job_over_http_writes_traceable_judgments(served_judge, tmp_path, method):
+    cfg = _job(tmp_path, ITEMS, "helpfulness", method, base_url=served_judge, concurrency=4)
     summary = run_job(cfg, progress=False)  # the backend is created from the config
     assert summary.new_judgments == len(ITEMS) and summary.unscored == 0
     lines = cfg.output.read_text().splitlines()
@@ -199,8 +187,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(r.content)
 
 
-def test_transient_failures_are_retried_and_a_dead_server_is_a_clear_error(server, backend):
-    proxy = _FlakyProxy(server.removesuffix("/v1"), failures=2)
+def test_transient_failures_are_retried_and_a_dead_server_is_a_clear_error(served_judge, backend):
+    proxy = _FlakyProxy(served_judge.removesuffix("/v1"), failures=2)
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
     thread.start()
     try:
@@ -217,7 +205,7 @@ def test_transient_failures_are_retried_and_a_dead_server_is_a_clear_error(serve
         proxy.shutdown()
         proxy.server_close()
 
-    dead = create_backend("openai", model="bundled", base_url=f"http://127.0.0.1:{_free_port()}/v1", max_retries=2)
+    dead = create_backend("openai", model="bundled", base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=2)
     with pytest.raises(BackendError, match=r"failed after 3 attempt\(s\): ConnectError.*judgeloop serve"):
         dead.generate([prompt], params)
     dead.close()
@@ -378,8 +366,8 @@ class _NoContextHandler(http.server.BaseHTTPRequestHandler):
         self._reply(r.status_code, r.content)
 
 
-def test_without_a_stated_context_the_servers_own_refusal_is_too_long(server, model_dir):
-    proxy = _NoContextProxy(server.removesuffix("/v1"))
+def test_without_a_stated_context_the_servers_own_refusal_is_too_long(served_judge, model_dir):
+    proxy = _NoContextProxy(served_judge.removesuffix("/v1"))
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
     thread.start()
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,14 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 from cluster_helpers import judgment_set, kill_session, write_items
+from net_helpers import free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.model, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _bin(name: str) -> str:
@@ -38,7 +32,7 @@ def head():
     Yields its address and its token (a token of its own, so that ~/.ray is neither read nor written).
     """
     temp = tempfile.mkdtemp(prefix="jl-ray-", dir="/tmp")  # short: Ray's socket paths live under it
-    port = _free_port()
+    port = free_port()
     token = uuid.uuid4().hex
     env = dict(
         os.environ,
@@ -49,7 +43,7 @@ def head():
     )
     cmd = [
         _bin("ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-        f"--ray-client-server-port={_free_port()}", "--num-cpus=2", f"--temp-dir={temp}",
+        f"--ray-client-server-port={free_port()}", "--num-cpus=2", f"--temp-dir={temp}",
         "--include-dashboard=false", "--disable-usage-stats",
     ]  # fmt: skip
     starter = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
