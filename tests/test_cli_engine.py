@@ -4,8 +4,9 @@
   logs, warnings and the progress bar go to stderr, and are quiet without ``-v``). The vllm case
   is checked on both runs of the SIGTERM test: each CLI run starts an engine, which is its cost.
 - ``--backend hf`` on a config written for vllm runs, dropping ``enforce_eager`` with a note.
-- SIGTERM during a vLLM job exits promptly, leaves no ``EngineCore`` process behind, and the
-  ``.part`` file resumes: a rerun finishes the job.
+- SIGTERM during a vLLM job whose engine runs in its own processes exits promptly, leaves no
+  ``EngineCore`` process behind, and the ``.part`` file resumes: a rerun with the engine in-process
+  finishes the job.
 """
 
 from __future__ import annotations
@@ -103,6 +104,11 @@ def test_sigterm_shuts_the_engine_down_and_the_job_resumes(tmp_path, model_dir):
     # after the first batches, and the rerun stays short.
     rows = [dict(r, id=f"{r['id']}-{k}", response=f"{r['response']} (answer {k})") for k in range(5) for r in base]
     job = _job(tmp_path, rows, model_dir, batch_size=4)
+    # The interrupted run's engine has vLLM's own EngineCore process (the GPU default), the one
+    # SIGTERM could orphan; the rerun is in-process (the CPU default) and resumes all the same.
+    cfg = yaml.safe_load(job.read_text())
+    cfg["judge"]["options"]["in_process"] = False
+    job.write_text(yaml.safe_dump(cfg))
     part = tmp_path / "out" / "judgments.jsonl.part"
     stderr_path = tmp_path / "stderr.txt"
     with stderr_path.open("w") as err:
@@ -140,6 +146,8 @@ def test_sigterm_shuts_the_engine_down_and_the_job_resumes(tmp_path, model_dir):
 
     done_before = part.read_text().count("\n")
     assert 4 <= done_before < len(rows)
+    del cfg["judge"]["options"]["in_process"]
+    job.write_text(yaml.safe_dump(cfg))
     rerun = _run(["judge", "--config", str(job), "--json"])
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout)  # --json with vllm: stdout is the JSON and nothing else
