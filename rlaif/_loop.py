@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from judge.core._errors import JudgeloopError
-from judge.core._io import atomic_write
+from judge.core._io import write_json
 from rlaif._loop_config import LoopConfig
 
 __all__ = ["STEPS", "LoopResult", "LoopStopped", "run_loop"]
@@ -90,7 +90,7 @@ class _State:
             self.data = data
         else:
             cfg.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(cfg.run_dir / "config.json", json.dumps(cfg.model_dump(mode="json"), indent=1) + "\n")
+            write_json(cfg.run_dir / "config.json", cfg.model_dump(mode="json"))
             self.data = {"config_hash": ident, "created_at": _now(), "rounds": {}}
             self.save()
 
@@ -102,7 +102,7 @@ class _State:
         self.save()
 
     def save(self) -> None:
-        atomic_write(self.path, json.dumps(self.data, indent=1, ensure_ascii=False, default=str) + "\n")
+        write_json(self.path, self.data, default=str)
 
     def rounds(self) -> dict[int, dict[str, Any]]:
         return {int(r): steps for r, steps in self.data["rounds"].items()}
@@ -211,6 +211,5 @@ def run_loop(
 def _write_round(rd: _Round, state: _State) -> None:
     """``round-<n>/metrics.json``: the round's record, self-contained."""
     steps = state.rounds().get(rd.r, {})
-    atomic_write(rd.dir / "metrics.json", json.dumps({"round": rd.r, "policy_in": rd.policy_in,
-                                                      "policy_out": str(rd.policy_out), "steps": steps},
-                                                     indent=1, ensure_ascii=False, default=str) + "\n")
+    record = {"round": rd.r, "policy_in": rd.policy_in, "policy_out": str(rd.policy_out), "steps": steps}
+    write_json(rd.dir / "metrics.json", record, default=str)

@@ -81,15 +81,14 @@ def report_command(run_dir: str, html_path: str | None, json_path: str | None, e
     principle, and example outputs of every round's policy side by side. The page loads nothing
     and runs no script: open it anywhere.
     """
-    import json
     from pathlib import Path
 
-    from judge.core._io import atomic_write
+    from judge.core._io import atomic_write, write_json
     from rlaif._report import build_round_report, render_round_report
 
     rep = build_round_report(run_dir, examples=examples)
     html = Path(html_path or Path(run_dir) / "report.html")
     data = Path(json_path or Path(run_dir) / "report.json")
-    atomic_write(data, json.dumps(rep, indent=1, ensure_ascii=False, default=str) + "\n")
+    write_json(data, rep, default=str)
     atomic_write(html, render_round_report(rep))
     click.echo(f"report  {html}  ({len(rep['rounds'])} rounds; data {data})")

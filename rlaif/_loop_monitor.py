@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from judge.core._io import atomic_write
+from judge.core._io import atomic_write, write_json
 
 __all__ = ["monitor_step", "per_principle", "references_for"]
 
@@ -131,7 +131,7 @@ def monitor_step(steps: Any, rd: Any, state: Any) -> dict[str, Any]:
     atomic_write(rd.dir / "monitors.json", m.model_dump_json(indent=1) + "\n")
     principles = per_principle(cfg, rd.judgments)
     if principles is not None:
-        atomic_write(rd.dir / "principles.json", json.dumps(principles, indent=1) + "\n")
+        write_json(rd.dir / "principles.json", principles)
     if rd.r not in latest or latest[rd.r].model_dump(exclude={"created_at"}) != m.model_dump(exclude={"created_at"}):
         append_round_monitors(history_file, m)
     thresholds = MonitorThresholds.from_mapping(cfg.monitors)
@@ -143,7 +143,7 @@ def monitor_step(steps: Any, rd: Any, state: Any) -> dict[str, Any]:
         for a in standing:
             record_monitor_override(overrides_file, MonitorOverride(reviewer=who, reason=why, monitor=a.monitor, round=rd.r))
         alarms = check_alarms(m, thresholds, read_monitor_overrides(overrides_file))
-    atomic_write(rd.dir / "alarms.json", json.dumps([a.model_dump(mode="json") for a in alarms], indent=1) + "\n")
+    write_json(rd.dir / "alarms.json", [a.model_dump(mode="json") for a in alarms])
     block = alarms_block(alarms)
     if block is not None:
         raise LoopStopped(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from judge.core._config import GenerateConfig, GenerationSamplingConfig, JobConfig, ModelConfig
-from judge.core._io import atomic_write
+from judge.core._io import atomic_write, write_json
 
 __all__ = ["Steps", "greedy_for"]
 
@@ -271,7 +270,7 @@ class Steps:
         result = probe_changes(new, rd.dir / "probe_judgments.jsonl", old, old_j)
         result["principles"] = {"new": per_principle(self.cfg, rd.dir / "probe_judgments.jsonl"),
                                 "old": per_principle(self.cfg, old_j)}
-        atomic_write(rd.dir / "probes.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+        write_json(rd.dir / "probes.json", result)
         return {"probes": len(result["probes"]), "biggest_movers": result["biggest_movers"],
                 "mean_change": result["mean_change"], "unscored": result["unscored"], "file": str(rd.dir / "probes.json")}
 

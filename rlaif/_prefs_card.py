@@ -57,7 +57,7 @@ def dataset_card(report: PrefsBuild, inp: Any) -> str:
         f"- rubric: `{r.id}` version {r.version}, hash `{r.hash}`" if r else "- rubric: n/a",
         "- judge: " + ", ".join(f"`{m}`" for m in sorted({j.judge.model for j in inp.judgments}))
         + "; fingerprint(s) " + ", ".join(f"`{f}`" for f in report.judges),
-        f"- audit status of the pairs: " + ", ".join(f"{k} {v}" for k, v in sorted(report.audit.items())),
+        "- audit status of the pairs: " + ", ".join(f"{k} {v}" for k, v in sorted(report.audit.items())),
         f"- seed of the held-out split: {report.config.get('seed')}",
         f"- build id: `{report.build_id}`",
         "",

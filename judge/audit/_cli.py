@@ -146,16 +146,15 @@ def sample_cmd(judgments: str, budget: str, store_path: str, seed: int, data: st
 @click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
 def report_cmd(store_path: str, json_path: str | None, html_path: str | None, reps: int, seed: int) -> None:
     """Judge-human agreement on the before-reveal labels: per scope, rubric, criterion and stratum."""
-    import json
     from pathlib import Path
 
     from judge.audit._report import build_report, render_html
     from judge.audit._store import AuditStore
-    from judge.core._io import atomic_write
+    from judge.core._io import atomic_write, write_json
 
     rep = build_report(AuditStore(store_path), reps=reps, seed=seed)
     if json_path:
-        atomic_write(Path(json_path), json.dumps(rep, indent=1, ensure_ascii=False) + "\n")
+        write_json(Path(json_path), rep)
     if html_path:
         atomic_write(Path(html_path), render_html(rep))
     click.echo(f"audit report  {store_path}: {rep['samples']} samples, {rep['labels']} label rows")

@@ -25,7 +25,7 @@ import pydantic
 
 from judge.audit._records import AuditSample, HumanLabel, Override, SamplingRun
 from judge.core._errors import DataError
-from judge.core._io import atomic_write
+from judge.core._io import atomic_write, write_json
 from judge.core._records import stable_hash
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ def export_label_studio(store: "AuditStore", path: str | Path) -> int:
             data.update(response=item.response, reference=item.reference)
         tasks.append({"data": data})
     path = Path(path)
-    atomic_write(path, json.dumps(tasks, ensure_ascii=False, indent=1) + "\n")
+    write_json(path, tasks)
     atomic_write(path.with_suffix(".xml"), label_studio_config(samples))
     return len(tasks)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -24,6 +25,11 @@ def atomic_write(path: Path, text: str | Iterable[str]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any, *, indent: int = 1, default: Any = None) -> None:
+    """Write ``obj`` as UTF-8 JSON (one trailing newline) to ``path`` with :func:`atomic_write`."""
+    atomic_write(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=default) + "\n")
 
 
 class RowBuffer:

@@ -20,7 +20,6 @@ tie band and jury weights on the same set (:mod:`judge.eval._calibration`).
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -182,7 +181,7 @@ def run_eval(
     Returns:
         The report (also written to ``<output_dir>/report.json`` as :meth:`EvalReport.to_json`).
     """
-    from judge.core._io import atomic_write
+    from judge.core._io import atomic_write, write_json
     from judge.runner._engine import run_job
 
     t0 = time.perf_counter()
@@ -246,7 +245,7 @@ def run_eval(
             fitted["saved_to"] = str(save_config(cfg, save_path, fitted, src))
         report.calibration = fitted
     report.wall_s = round(time.perf_counter() - t0, 3)
-    atomic_write(out_dir / "report.json", json.dumps(report.to_json(), indent=2) + "\n")
+    write_json(out_dir / "report.json", report.to_json(), indent=2)
     return report
 
 

@@ -7,7 +7,6 @@ one member after another, each with the pool the job's ``cluster`` section descr
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from typing import Any, Callable, Literal, Mapping
@@ -15,7 +14,7 @@ from typing import Any, Callable, Literal, Mapping
 from judge.analysis._jury import JurySummary, aggregate, jury_alpha, jury_paths, member_config
 from judge.core._config import JobConfig, JuryMember
 from judge.core._errors import ConfigError
-from judge.core._io import atomic_write
+from judge.core._io import atomic_write, write_json
 from judge.inputs._rubric import Rubric, resolve_rubric
 
 __all__ = ["run_jury"]
@@ -127,7 +126,7 @@ def run_jury(
         alpha=jury_alpha(kind, per_member),
     )
     summary.wall_s = time.perf_counter() - t0
-    atomic_write(summary_path, json.dumps(summary.to_dict(), indent=2) + "\n")
+    write_json(summary_path, summary.to_dict(), indent=2)
     return summary
 
 
