@@ -39,6 +39,8 @@ def _on_cpu() -> bool:
     return bool(current_platform.is_cpu())
 
 
+_MP_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
+
 #: The in-process engines alive in this process (by backend id). They share vLLM's process-wide
 #: model-parallel state, which vLLM's in-process shutdown tears down: only the last may do that.
 _in_process_engines: set[int] = set()
@@ -128,31 +130,40 @@ class VLLMBackend:
         if block_size is None and _on_cpu():
             block_size = CPU_BLOCK_SIZE
         self.in_process = _on_cpu() if in_process is None else bool(in_process)
-        # vLLM reads the mode from the environment (and caches its environment once an engine runs).
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if self.in_process else "1"
-        from vllm import envs as vllm_envs
-
-        vllm_envs.disable_envs_cache()
         self.model_path = str(model)
         self.dtype = dtype
         self.identity_args = {"model": self.model_path, "dtype": dtype}
         self._model_hash = fingerprint_model_dir(model)
         self._vllm_version = getattr(vllm, "__version__", "")
-        self.llm = vllm.LLM(
-            model=str(model),
-            dtype=dtype,
-            max_model_len=max_model_len,
-            enforce_eager=enforce_eager,
-            enable_prefix_caching=enable_prefix_caching,
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            seed=seed,
-            max_logprobs=20,
-            max_num_seqs=max_num_seqs,
-            max_num_batched_tokens=max_num_batched_tokens,
-            distributed_executor_backend=distributed_executor_backend,
-            **({"block_size": block_size} if block_size is not None else {}),
-        )
+        # vLLM reads the mode from the environment while it builds the engine (and caches its
+        # environment once an engine runs); it is set for that only, so child processes and later
+        # engines do not inherit it.
+        from vllm import envs as vllm_envs
+
+        previous = os.environ.get(_MP_ENV)
+        os.environ[_MP_ENV] = "0" if self.in_process else "1"
+        vllm_envs.disable_envs_cache()
+        try:
+            self.llm = vllm.LLM(
+                model=str(model),
+                dtype=dtype,
+                max_model_len=max_model_len,
+                enforce_eager=enforce_eager,
+                enable_prefix_caching=enable_prefix_caching,
+                tensor_parallel_size=tensor_parallel_size,
+                gpu_memory_utilization=gpu_memory_utilization,
+                seed=seed,
+                max_logprobs=20,
+                max_num_seqs=max_num_seqs,
+                max_num_batched_tokens=max_num_batched_tokens,
+                distributed_executor_backend=distributed_executor_backend,
+                **({"block_size": block_size} if block_size is not None else {}),
+            )
+        finally:
+            if previous is None:
+                os.environ.pop(_MP_ENV, None)
+            else:
+                os.environ[_MP_ENV] = previous
         if self.in_process:
             _in_process_engines.add(id(self))
         self.tokenizer = self.llm.get_tokenizer()

@@ -7,6 +7,8 @@ engine uses, so closing the policy's engine must leave the judge's working.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from judge.backends import create_backend
@@ -24,8 +26,11 @@ def test_closing_one_in_process_engine_leaves_the_other_judging(vllm_backend, mo
     if not vllm_backend.in_process:
         pytest.skip("engines run in their own processes on this platform")
     before = vllm_backend.generate([PROMPT], GREEDY)[0]
+    env = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
     other = create_backend("vllm", model=model_dir, max_model_len=512, enforce_eager=True, kv_cache_gib=1)
     assert other.in_process
+    # The mode is set only while vLLM builds the engine: child processes do not inherit it.
+    assert os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == env
     assert other.generate([PROMPT], GREEDY)[0].error is None
     other.close()
     after = vllm_backend.generate([PROMPT], GREEDY)[0]
