@@ -8,6 +8,7 @@ set by :func:`judge.core._env.apply_runtime_defaults`, on CPUs).
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 from judge.core._env import apply_runtime_defaults, temporary_env
@@ -44,6 +45,8 @@ _MP_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
 #: The in-process engines alive in this process (by backend id). They share vLLM's process-wide
 #: model-parallel state, which vLLM's in-process shutdown tears down: only the last may do that.
 _in_process_engines: set[int] = set()
+#: vLLM's global teardown, which ``EngineCore.shutdown`` calls (vllm.v1.engine.core).
+_CLEANUP = "cleanup_dist_env_and_memory"
 
 
 def _shutdown(backend: "VLLMBackend", core: Any) -> None:
@@ -57,12 +60,21 @@ def _shutdown(backend: "VLLMBackend", core: Any) -> None:
         return
     import vllm.v1.engine.core as engine_core
 
-    cleanup = engine_core.cleanup_dist_env_and_memory
-    engine_core.cleanup_dist_env_and_memory = lambda *args, **kwargs: None
+    cleanup = getattr(engine_core, _CLEANUP, None)
+    if cleanup is None:
+        # A vLLM without the hook: shutting down here could break the other engines.
+        warnings.warn(
+            f"vllm.v1.engine.core has no {_CLEANUP}; this in-process engine is left to garbage collection "
+            "so that the other live engines keep working",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
+    setattr(engine_core, _CLEANUP, lambda *args, **kwargs: None)
     try:
         core.shutdown()
     finally:
-        engine_core.cleanup_dist_env_and_memory = cleanup
+        setattr(engine_core, _CLEANUP, cleanup)
 
 
 @register_backend("vllm")
@@ -301,8 +313,8 @@ class VLLMBackend:
             return
         try:
             _shutdown(self, llm.llm_engine.engine_core)
-        except Exception:
-            pass
+        except Exception as e:  # close() runs in finally blocks and signal handlers: never raise there
+            warnings.warn(f"vLLM engine shutdown failed: {type(e).__name__}: {e}", RuntimeWarning, stacklevel=2)
         self.llm = None
         import gc
 

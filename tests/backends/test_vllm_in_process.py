@@ -12,7 +12,7 @@ import os
 import pytest
 
 from judge.backends import create_backend
-from judge.backends._vllm import _on_cpu
+from judge.backends._vllm import _CLEANUP, _on_cpu
 from judge.core._records import Message, SamplingParams
 
 pytestmark = [pytest.mark.model, pytest.mark.vllm]
@@ -36,3 +36,49 @@ def test_closing_one_in_process_engine_leaves_the_other_judging(vllm_backend, mo
     after = vllm_backend.generate([PROMPT], GREEDY)[0]
     assert before.error is None and after.error is None, after.error
     assert after.completion_tokens == 4 and after.text
+
+
+def test_the_vllm_teardown_the_close_guard_holds_back_still_exists():
+    # Without it, closing one of two in-process engines leaves it to garbage collection (with a
+    # warning) instead of shutting it down; an upgrade of vLLM that renames it must show here.
+    import vllm.v1.engine.core as engine_core
+
+    assert callable(getattr(engine_core, _CLEANUP, None)), f"vllm.v1.engine.core.{_CLEANUP} is gone"
+    assert _CLEANUP in engine_core.EngineCore.shutdown.__code__.co_names
+
+
+class _Core:
+    """Stands in for vLLM's in-process client: records what the global teardown was at shutdown."""
+
+    def __init__(self, engine_core):
+        self.engine_core, self.seen = engine_core, []
+
+    def shutdown(self):
+        self.seen.append(getattr(self.engine_core, _CLEANUP, None))
+
+
+class _Backend:
+    in_process = True
+
+
+def test_only_the_last_in_process_engine_runs_the_global_teardown(monkeypatch):
+    import vllm.v1.engine.core as engine_core
+
+    from judge.backends import _vllm
+
+    real = getattr(engine_core, _CLEANUP)
+    first, second = _Backend(), _Backend()
+    monkeypatch.setattr(_vllm, "_in_process_engines", {id(first), id(second)})
+    core = _Core(engine_core)
+    _vllm._shutdown(first, core)  # another engine is alive: the teardown is held back
+    assert core.seen and core.seen[0] is not real
+    assert getattr(engine_core, _CLEANUP) is real  # and put back afterwards
+    _vllm._shutdown(second, core)  # the last one
+    assert core.seen[1] is real
+
+    monkeypatch.setattr(_vllm, "_in_process_engines", {id(first), id(second)})
+    monkeypatch.delattr(engine_core, _CLEANUP)
+    core = _Core(engine_core)
+    with pytest.warns(RuntimeWarning, match="left to garbage collection"):
+        _vllm._shutdown(first, core)
+    assert core.seen == []  # not shut down: that could tear down the state the other engine uses
