@@ -147,11 +147,9 @@ def uncached_tokens(cfg, data: Path, block: int = 16) -> dict:
     from judge.eval import read_labelled
     from judge.eval._run import _items
     from judge.backends._models import resolve_model
-    from judge.inputs._rubric import resolve_rubric
     from judge.scoring import Judge
 
     tok = AutoTokenizer.from_pretrained(resolve_model(cfg.judge.model))
-    rubric = resolve_rubric(cfg.rubrics[0])
     kind, rows, _ = read_labelled(data)
     seen: set[tuple[int, ...]] = set()
     total = fresh = n = 0

@@ -23,7 +23,7 @@ from judge.inputs._prompts import prompt_hash, render_messages
 from judge.core._records import Item, Judgment, stable_hash
 from verdict_helpers import swapped_winners
 from judge.inputs._rubric import resolve_rubric
-from judge.scoring import Judge, rebuild_messages
+from judge.scoring import Judge
 
 pytestmark = [pytest.mark.model]
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from judge._cli_support import Stopped, stdout_to_stderr, stop_on_signals, switch_backend
+from judge._cli_support import Stopped, stop_on_signals, switch_backend
 from judge.cli import main
 from judge.core import _env
 from judge.core._errors import ConfigError

@@ -9,7 +9,7 @@ from pathlib import Path
 from audit_helpers import make_judgment as mj
 from click.testing import CliRunner
 
-from judge.audit import AuditStore, HumanLabel, Override, build_report, render_html
+from judge.audit import AuditStore, HumanLabel, Override, build_report
 from judge.cli import main
 
 

@@ -116,7 +116,7 @@ def test_two_gated_rounds_with_crash_resume_and_override(tmp_path, tiny_model, v
     # Resume: the finished steps are skipped; round 0 evaluates, round 1 stops at its own gate
     # (round 0's labels do not clear round 1's feedback).
     with pytest.raises(LoopStopped) as stop:
-        res_rounds = run_loop(cfg, judge_backend=vllm_backend, progress=False)
+        run_loop(cfg, judge_backend=vllm_backend, progress=False)
     assert (stop.value.round, stop.value.step) == (1, "gate")
     data = json.loads(state.read_text())["rounds"]
     assert set(data["0"]) >= {"eval"} and "prefs" not in data["1"]
