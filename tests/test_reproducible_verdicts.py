@@ -115,12 +115,13 @@ def _labelled(name: str) -> list[Item]:
 
 
 def _run(judge, backend, requests, batch: int):
-    info = backend.info()
+    """``requests`` through ``backend`` in calls of ``batch``; the judgments of those ``judge`` made."""
+    info, own = backend.info(), {r.content_hash for r in judge.rubrics}
     out = {}
     for k in range(0, len(requests), batch):
         chunk = requests[k : k + batch]
         comps = backend.generate([r.messages for r in chunk], [r.sampling for r in chunk])
-        out.update({r.key: judge.read(r, c, info) for r, c in zip(chunk, comps)})
+        out.update({r.key: judge.read(r, c, info) for r, c in zip(chunk, comps) if r.rubric.hash in own})
     return out
 
 
@@ -147,14 +148,7 @@ def _two_compositions(backend):
     first = _run(pairs, backend, pair_reqs, len(pair_reqs))
     mixed = pair_reqs + point_reqs
     random.Random(1).shuffle(mixed)
-    second = {}
-    for k in range(0, len(mixed), 7):
-        chunk = mixed[k : k + 7]
-        comps = backend.generate([r.messages for r in chunk], [r.sampling for r in chunk])
-        info = backend.info()
-        for r, c in zip(chunk, comps):
-            if r.kind == "pairwise":
-                second[r.key] = pairs.read(r, c, info)
+    second = _run(pairs, backend, mixed, 7)
     assert set(second) == set(first)
     assert all(j.status == "scored" for j in (*first.values(), *second.values()))
     return first, second
