@@ -27,8 +27,10 @@ def test_closing_one_in_process_engine_leaves_the_other_judging(vllm_backend, mo
         pytest.skip("engines run in their own processes on this platform")
     before = vllm_backend.generate([PROMPT], GREEDY)[0]
     env = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
-    other = create_backend("vllm", model=model_dir, max_model_len=512, enforce_eager=True, kv_cache_gib=1)
+    other = create_backend("vllm", model=model_dir, max_model_len=512, kv_cache_gib=1)
     assert other.in_process
+    # Eager is the CPU default too (engine start ~6 s against ~49 s compiled), and it reaches vLLM.
+    assert other.enforce_eager and other.llm.llm_engine.vllm_config.model_config.enforce_eager
     # The mode is set only while vLLM builds the engine: child processes do not inherit it.
     assert os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == env
     assert other.generate([PROMPT], GREEDY)[0].error is None
