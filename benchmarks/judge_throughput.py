@@ -394,7 +394,8 @@ def report(
     done = min((len(rs) for rs in runs.values()), default=0)
     results = {name: _rates(_best(rs[:done])) for name, rs in runs.items() if done}
     ratios: dict[str, float] = {}
-    pairs = (("vllm", "hf"), ("vllm", "naive"), ("hf", "naive"), ("vllm", "vllm-separate"))
+    pairs = (("vllm", "hf"), ("vllm", "naive"), ("hf", "naive"), ("vllm", "vllm-separate"),
+             ("vllm-compiled", "vllm"), ("vllm-compiled", "hf"))  # fmt: skip
     for a, b in pairs:
         if a in results and b in results:
             ratios[f"{a}/{b}"] = results[a]["judgments_per_s"] / results[b]["judgments_per_s"]
@@ -431,10 +432,13 @@ def report(
                                "judge_engine_calls": v["engine_s"] / f["wall_s"], "judge_job": v["wall_s"] / f["wall_s"]}  # fmt: skip
         floor["bare_judge_uncached_prompt_tokens_per_judgment"] = (b["prompt_tokens"] - b["cached_prompt_tokens"]) / b["items_timed"]
         floor["shared_prefix_tokens"] = b["shared_prefix_tokens"]
-    agreement = None
-    if done and "hf" in runs and "vllm" in runs:  # the same items (repeat 1), greedy on both
-        sa, sb = runs["hf"][0]["scores"], runs["vllm"][0]["scores"]
-        agreement = sum(sa[k] == sb.get(k) for k in sa) / len(sa)
+    # Each other product system against vllm on the same items (repeat 1), greedy on both.
+    same_scores: dict[str, float] = {}
+    for other in ("hf", "vllm-separate", "vllm-compiled"):
+        if done and other in runs and "vllm" in runs:
+            sa, sb = runs[other][0]["scores"], runs["vllm"][0]["scores"]
+            same_scores[other] = sum(sa[k] == sb.get(k) for k in sa) / len(sa)
+    agreement = same_scores.get("hf")
     targets = {"vllm/hf": 3.0, "vllm/naive": 10.0}
     met = {k: ratios[k] >= t for k, t in targets.items() if k in ratios}
 
@@ -465,8 +469,8 @@ def report(
                   f"engine calls {t['judge_engine_calls']:.1f}s ({o['judge_engine_calls']:.2f}x: + logprobs, "
                   f"constrained choice); the whole job {t['judge_job']:.1f}s ({o['judge_job']:.2f}x: + runner "
                   f"{t['judge_runner']:.1f}s); shared prefix {floor['shared_prefix_tokens']} tokens")  # fmt: skip
-        if agreement is not None:
-            print(f"hf and vllm gave the same scores on {agreement:.0%} of items (greedy, {args.dtype})")
+        for other, share in same_scores.items():
+            print(f"{other} and vllm gave the same scores on {share:.0%} of items (greedy, {args.dtype})")
 
     out = {
         "benchmark": "judge_throughput",
@@ -495,6 +499,7 @@ def report(
         "prefill_floor": {k: ({kk: round(vv, 3) for kk, vv in v.items()} if isinstance(v, dict)
                               else round(v, 3) if isinstance(v, float) else v) for k, v in floor.items()},  # fmt: skip
         "hf_vllm_score_agreement": agreement,
+        "same_scores_as_vllm": same_scores,
     }
     from judge.core._io import atomic_write
 
@@ -531,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--separate-engine", action="store_true",
                    help="Also time a vllm engine in vLLM's own EngineCore and worker processes (in_process: "
                         "false, the GPU default) beside the backend's default engine.")
+    p.add_argument("--compiled-engine", action="store_true",
+                   help="Also time a vllm engine built with torch.compile (enforce_eager: false) beside the "
+                        "eager one (engine start is reported apart).")
     p.add_argument("--skip", action="append", default=[], choices=["naive", "hf", "vllm"], help="Skip a system.")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench" / "judge_throughput.json"), help="JSON output.")
     args = p.parse_args(argv)
@@ -607,6 +615,11 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 backends["vllm-separate"] = create_backend("vllm", in_process=False, **vllm_options)
                 setup["vllm_separate_engine_start_s"] = time.perf_counter() - t0
+            if args.compiled_engine:
+                print("vllm backend, torch.compile: starting the engine ...", file=sys.stderr, flush=True)
+                t0 = time.perf_counter()
+                backends["vllm-compiled"] = create_backend("vllm", **{**vllm_options, "enforce_eager": False})
+                setup["vllm_compiled_engine_start_s"] = time.perf_counter() - t0
             runs = {name: [] for name in backends}
             if "vllm" in backends and not args.no_floor:
                 runs["floor"], runs["prompts"] = [], []
