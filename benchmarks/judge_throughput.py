@@ -486,6 +486,7 @@ def report(
             "torch_threads": torch.get_num_threads(),
             "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND"),
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE"),
+            "LD_PRELOAD": os.environ.get("LD_PRELOAD"),
         },
         "load_average_1m": {"start": round(load_start[0], 2), "end": round(load_now[0], 2)},
         "setup_s": {k: round(v, 2) for k, v in setup.items()},

