@@ -59,6 +59,17 @@ def _subset_keys(metas: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {k: sorted(v, key=str) for k, v in keys.items() if None not in v and 1 < len(v) <= 20}
 
 
+def _by_subset(metas: list[dict[str, Any]], stats: dict[str, Callable[[np.ndarray], Any]]) -> dict[str, Any]:
+    """``stats`` (each a function of the rows' indices) for every value of every subset key of ``metas``."""
+    subsets: dict[str, Any] = {}
+    for key, values in _subset_keys(metas).items():
+        subsets[key] = {}
+        for v in values:
+            idx = np.array([i for i, m in enumerate(metas) if m.get(key) == v])
+            subsets[key][str(v)] = {"n": len(idx), **{name: _num(f(idx)) for name, f in stats.items()}}
+    return subsets
+
+
 def pairwise_metrics(
     labels: list[str],
     preds: list[str],
@@ -137,18 +148,7 @@ def pairwise_metrics(
             "n_human": h_n,
         }
     if metas:
-        subsets: dict[str, Any] = {}
-        for key, values in _subset_keys(metas).items():
-            subsets[key] = {}
-            for v in values:
-                idx = np.array([i for i, m in enumerate(metas) if m.get(key) == v])
-                subsets[key][str(v)] = {
-                    "n": len(idx),
-                    "accuracy": _num(acc_all(idx)),
-                    "accuracy_no_ties": _num(acc_no_ties(idx)),
-                    "kappa": _num(kappa(idx)),
-                }
-        out["subsets"] = subsets
+        out["subsets"] = _by_subset(metas, {"accuracy": acc_all, "accuracy_no_ties": acc_no_ties, "kappa": kappa})
     return out
 
 
@@ -239,16 +239,5 @@ def pointwise_metrics(
             "human_score_length_spearman": _num(spearman(h, lengths)) if n >= 2 else None,
         }
     if metas:
-        subsets: dict[str, Any] = {}
-        for key, values in _subset_keys(metas).items():
-            subsets[key] = {}
-            for v in values:
-                idx = np.array([i for i, m in enumerate(metas) if m.get(key) == v])
-                subsets[key][str(v)] = {
-                    "n": len(idx),
-                    "accuracy": _num(exact(idx)),
-                    "kappa_quadratic": _num(kappa(idx)),
-                    "spearman": _num(rho(idx)),
-                }
-        out["subsets"] = subsets
+        out["subsets"] = _by_subset(metas, {"accuracy": exact, "kappa_quadratic": kappa, "spearman": rho})
     return out
