@@ -111,7 +111,7 @@ def start_local_ray(num_cpus: int, attempts: int = 3) -> None:
     ray = import_ray()
     for attempt in range(1, attempts + 1):
         override = attempt > 1 and "RAY_gcs_server_port_wait_time_s" not in os.environ
-        wait = temporary_env("RAY_gcs_server_port_wait_time_s", str(RETRY_GCS_WAIT_S)) if override else nullcontext()
+        wait = temporary_env({"RAY_gcs_server_port_wait_time_s": str(RETRY_GCS_WAIT_S)}) if override else nullcontext()
         try:
             with wait:
                 ray.init(

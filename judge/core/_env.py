@@ -12,7 +12,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 __all__ = ["CACHE_FILE", "apply_runtime_defaults", "cache_dir", "configure_logging", "cpu_bind", "temporary_env"]
 
@@ -25,17 +25,18 @@ _THIRD_PARTY = ("vllm", "ray", "transformers", "torch", "datasets", "accelerate"
 
 
 @contextmanager
-def temporary_env(name: str, value: str) -> Iterator[None]:
-    """Set ``name`` to ``value`` for the block only, then put back what was there (or nothing)."""
-    previous = os.environ.get(name)
-    os.environ[name] = value
+def temporary_env(values: Mapping[str, str]) -> Iterator[None]:
+    """Set the variables of ``values`` for the block only, then put back what was there (or nothing)."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
+        for name, old in previous.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
 
 
 def cache_dir() -> Path:
