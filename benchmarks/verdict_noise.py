@@ -126,20 +126,15 @@ def measure(
     from judge.backends import create_backend
     from judge.backends._models import resolve_model
 
+    from judge.core._env import temporary_env
+
     label = {"dtype": dtype, "env": env, "options": options}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     t0 = time.perf_counter()
     try:
-        backend = create_backend("vllm", model=resolve_model(args.model), dtype=dtype, max_model_len=2048, **options)
+        with temporary_env(env):
+            backend = create_backend("vllm", model=resolve_model(args.model), dtype=dtype, max_model_len=2048, **options)
     except Exception as exc:  # a mode the platform does not support: record why
         return {**label, "error": f"{type(exc).__name__}: {exc}"[:2000]}, None
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     start_s = time.perf_counter() - t0
     results: list[dict[str, Any]] = []
     first_cold: dict[str, Any] | None = None
