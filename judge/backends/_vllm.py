@@ -328,10 +328,11 @@ class VLLMBackend:
             raise BackendError(f"the vLLM engine died ({exc}); see the log above for the cause") from exc
         except Exception:
             # vLLM aborts what it added when adding fails, but not when a step fails: abort what this
-            # call may have left queued, so it cannot surface in the next call's outputs.
+            # call may have left queued, so it cannot surface in the next call's outputs nor hold
+            # its KV blocks. These are LLM's own (external) request ids, str(counter).
             left = [str(k) for k in range(first, self.llm.request_counter.counter)]
             try:
-                self.llm.llm_engine.abort_request(left, internal=True)
+                self.llm.llm_engine.abort_request(left, internal=False)
             except Exception:
                 pass
             raise

@@ -116,6 +116,29 @@ def test_a_request_the_engine_fails_on_fails_alone(backend):
     assert again.ok and again.text == first.text
 
 
+def test_a_failed_engine_step_leaves_nothing_queued(vllm_small, monkeypatch):
+    # A step that raises after the requests were added (vLLM does not abort them then): the backend
+    # aborts them, or they would hold their KV blocks and come back in later calls; a few such
+    # failures filled the cache and hung the next call.
+    engine = vllm_small.llm.llm_engine
+    real_step, calls = engine.step, []
+
+    def step_failing_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("step failed")
+        return real_step()
+
+    monkeypatch.setattr(engine, "step", step_failing_once)
+    ok = SamplingParams(max_tokens=6)
+    first, second = vllm_small.generate([SHORT, PREFILLED], ok)  # the call fails, one by one succeeds
+    assert len(calls) > 1 and first.ok and second.ok, (first.error, second.error)
+    assert not engine.has_unfinished_requests()
+    monkeypatch.setattr(engine, "step", real_step)
+    (again,) = vllm_small.generate([SHORT], ok)
+    assert again.ok and again.text == first.text
+
+
 def test_a_judge_with_middle_truncation_scores_the_long_item_on_the_real_model(backend):
     from judge.scoring import Judge
 
